@@ -1,0 +1,179 @@
+"""Every setting lms_app reads, and only from the environment.
+
+`Settings.from_env()` is the single place that parses environment variables; the
+app factory turns the result into Flask config. Nothing tenant- or
+deployment-specific lives in code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message names it."""
+
+
+# Required in production: without them the app would silently run on a
+# throw-away database, a per-process cache or a guessable key.
+REQUIRED_IN_PRODUCTION = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PLATFORM_API_KEY")
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku's `postgres://` and plain `postgresql://`; pin the psycopg2 driver."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    if url.startswith("postgresql+"):
+        return url
+    raise SettingsError("DATABASE_URL must start with postgres:// or postgresql://")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class CacheTTL:
+    """Seconds each cached namespace lives (the seed's figures)."""
+
+    course_list: int = 300
+    course_detail: int = 1800
+    user_progress: int = 60
+    lesson_content: int = 3600
+    analytics: int = 900
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Per-process pool; workers x (size + overflow) must stay below max_connections."""
+
+    size: int = 5
+    max_overflow: int = 15
+    timeout_s: int = 10
+    recycle_s: int = 1800
+    pre_ping: bool = True
+    statement_timeout_ms: int = 30_000
+    connect_timeout_s: int = 10
+    keepalives_idle_s: int = 30
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str | None = None
+    database_replica_urls: tuple[str, ...] = ()
+    redis_url: str | None = None
+    secret_key: str | None = None
+    platform_api_key: str | None = None
+    server_name: str | None = None
+    slow_query_ms: int = 1000
+    tenant_cache_ttl_s: int = 30
+    token_ttl_s: int = 12 * 3600
+    replica_max_lag_s: float = 5.0
+    max_content_length: int = 2 * 1024 * 1024
+    log_level: str = "INFO"
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    cache_ttl: CacheTTL = field(default_factory=CacheTTL)
+    instance_path: Path = PROJECT_ROOT / "instance"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        app_env = (env.get("LMS_ENV") or "development").strip().lower()
+        if app_env not in {"development", "production", "test"}:
+            raise SettingsError(f"LMS_ENV must be development, production or test, got {app_env!r}")
+
+        if app_env == "production":
+            missing = [name for name in REQUIRED_IN_PRODUCTION if not (env.get(name) or "").strip()]
+            if missing:
+                raise SettingsError(
+                    "missing required setting(s) for production: " + ", ".join(missing)
+                )
+
+        raw_db = (env.get("DATABASE_URL") or "").strip()
+        replicas = tuple(
+            normalize_database_url(part)
+            for part in (env.get("DATABASE_REPLICA_URLS") or "").split(",")
+            if part.strip()
+        )
+        defaults_pool = PoolSettings()
+        pool = PoolSettings(
+            size=_int(env, "DB_POOL_SIZE", defaults_pool.size, 1),
+            max_overflow=_int(env, "DB_MAX_OVERFLOW", defaults_pool.max_overflow),
+            timeout_s=_int(env, "DB_POOL_TIMEOUT", defaults_pool.timeout_s, 1),
+            recycle_s=_int(env, "DB_POOL_RECYCLE", defaults_pool.recycle_s, 1),
+            pre_ping=_bool(env, "DB_POOL_PRE_PING", defaults_pool.pre_ping),
+            statement_timeout_ms=_int(
+                env, "DB_STATEMENT_TIMEOUT_MS", defaults_pool.statement_timeout_ms
+            ),
+            connect_timeout_s=_int(env, "DB_CONNECT_TIMEOUT", defaults_pool.connect_timeout_s, 1),
+            keepalives_idle_s=_int(env, "DB_KEEPALIVES_IDLE", defaults_pool.keepalives_idle_s, 1),
+        )
+        d_ttl = CacheTTL()
+        ttl = CacheTTL(
+            **{
+                f.name: _int(env, f"CACHE_TTL_{f.name.upper()}", getattr(d_ttl, f.name), 1)
+                for f in fields(CacheTTL)
+            }
+        )
+        instance = env.get("LMS_INSTANCE_PATH")
+        return cls(
+            env=app_env,
+            database_url=normalize_database_url(raw_db) if raw_db else None,
+            database_replica_urls=replicas,
+            redis_url=(env.get("REDIS_URL") or "").strip() or None,
+            secret_key=(env.get("SECRET_KEY") or "").strip() or None,
+            platform_api_key=(env.get("PLATFORM_API_KEY") or "").strip() or None,
+            server_name=(env.get("SERVER_NAME") or "").strip() or None,
+            slow_query_ms=_int(env, "SLOW_QUERY_MS", 1000, 1),
+            tenant_cache_ttl_s=_int(env, "TENANT_CACHE_TTL", 30),
+            token_ttl_s=_int(env, "TOKEN_TTL_SECONDS", 12 * 3600, 60),
+            replica_max_lag_s=_float(env, "REPLICA_MAX_LAG_SECONDS", 5.0),
+            max_content_length=_int(env, "MAX_CONTENT_LENGTH", 2 * 1024 * 1024, 1024),
+            log_level=(env.get("LOG_LEVEL") or "INFO").strip().upper(),
+            pool=pool,
+            cache_ttl=ttl,
+            instance_path=Path(instance) if instance else PROJECT_ROOT / "instance",
+        )

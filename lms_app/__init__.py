@@ -1,0 +1,100 @@
+"""lms_app: a multi-tenant learning-platform backend (the app factory)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from config.settings import Settings, SettingsError
+from lms_app.db.engines import engine_options
+from lms_app.db.monitoring import instrument_engine
+from lms_app.errors import register_error_handlers
+from lms_app.extensions import api, cache, db
+from lms_app.observability.logging import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, **config_overrides: Any) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config.update(_flask_config(settings))
+    app.config.update(config_overrides)
+
+    db.init_app(app)
+    cache.init_app(app)
+    api.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            instrument_engine(engine, settings.slow_query_ms)
+
+    from lms_app.demo import cli as demo_cli
+    from lms_app.observability.health import bp as health_bp
+    from lms_app.tenancy import cli as tenancy_cli
+    from lms_app.tenancy import resolver
+    from lms_app.tenancy.routes import bp as tenant_bp
+
+    resolver.init_app(app)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(tenant_bp)
+    tenancy_cli.init_app(app)
+    demo_cli.init_app(app)
+    # After flask-smorest's own handlers, so every error has one shape.
+    register_error_handlers(app)
+    return app
+
+
+def _flask_config(settings: Settings) -> dict[str, Any]:
+    database_url = settings.database_url
+    if database_url is None:
+        if settings.is_production:  # pragma: no cover - from_env already refuses this
+            raise SettingsError("DATABASE_URL is required in production")
+        from lms_app.db.embedded import start_embedded_postgres
+
+        database_url = start_embedded_postgres(settings.instance_path / "pgdata")
+        log.info("database=embedded path=%s", settings.instance_path / "pgdata")
+    else:
+        log.info("database=external replicas=%d", len(settings.database_replica_urls))
+
+    if settings.redis_url:
+        cache_config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": settings.redis_url}
+        log.info("cache=redis")
+    else:
+        # One process only: SimpleCache is not shared between gunicorn workers.
+        cache_config = {"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 10_000}
+        log.info("cache=in-process")
+
+    return {
+        "LMS_SETTINGS": settings,
+        "SECRET_KEY": settings.secret_key or _development_secret(settings.instance_path),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(settings.pool),
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "MAX_CONTENT_LENGTH": settings.max_content_length,
+        "TENANT_BASE_DOMAIN": settings.server_name,
+        "TENANT_CACHE_TTL": settings.tenant_cache_ttl_s,
+        "PLATFORM_API_KEY": settings.platform_api_key,
+        "CACHE_KEY_PREFIX": "lms:",
+        "CACHE_DEFAULT_TIMEOUT": settings.cache_ttl.course_list,
+        **cache_config,
+        "API_TITLE": "lms_app",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+    }
+
+
+def _development_secret(instance_path: Path) -> str:
+    """A key kept under instance/ so development tokens survive restarts."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key_file = instance_path / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()

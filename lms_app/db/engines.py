@@ -1,0 +1,65 @@
+"""Engine options from settings, and the per-tenant view of an engine.
+
+`for_schema()` returns ``engine.execution_options(schema_translate_map=...)``: a
+light copy sharing the engine's pool and compiled-SQL cache, so a pooled
+connection never carries tenant state (no ``SET search_path``).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+
+from config.settings import PoolSettings
+from lms_app.db.base import TENANT_SCHEMA_PLACEHOLDER
+
+
+def engine_options(pool: PoolSettings, application_name: str = "lms_app") -> dict[str, Any]:
+    """Keyword arguments for `create_engine` (also SQLALCHEMY_ENGINE_OPTIONS)."""
+    return {
+        "pool_size": pool.size,
+        "max_overflow": pool.max_overflow,
+        "pool_timeout": pool.timeout_s,
+        "pool_recycle": pool.recycle_s,
+        "pool_pre_ping": pool.pre_ping,
+        "connect_args": {
+            "connect_timeout": pool.connect_timeout_s,
+            "application_name": application_name,
+            # A server-side cap so one runaway report cannot hold a connection.
+            "options": f"-c statement_timeout={pool.statement_timeout_ms}",
+            "keepalives": 1,
+            "keepalives_idle": pool.keepalives_idle_s,
+            "keepalives_interval": 10,
+            "keepalives_count": 5,
+        },
+    }
+
+
+def make_engine(url: str, pool: PoolSettings, application_name: str = "lms_app") -> Engine:
+    return create_engine(url, **engine_options(pool, application_name))
+
+
+_views: weakref.WeakKeyDictionary[Engine, dict[str, Engine]] = weakref.WeakKeyDictionary()
+_views_lock = threading.Lock()
+
+
+def for_schema(engine: Engine, schema: str) -> Engine:
+    """The engine as seen from one tenant schema (cached per engine and schema)."""
+    per_engine = _views.get(engine)
+    if per_engine is None:
+        with _views_lock:
+            per_engine = _views.setdefault(engine, {})
+    view = per_engine.get(schema)
+    if view is None:
+        view = engine.execution_options(
+            schema_translate_map={TENANT_SCHEMA_PLACEHOLDER: schema}
+        )
+        per_engine[schema] = view
+    return view
+
+
+def translate_map(schema: str) -> dict[str, str]:
+    return {TENANT_SCHEMA_PLACEHOLDER: schema}

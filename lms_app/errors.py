@@ -1,0 +1,65 @@
+"""Every error leaves as API.md's JSON shape: never HTML, never a traceback.
+
+`{"code": 404, "status": "Not Found", "message": "...", "errors": {...}}`, with
+`errors` only on validation failures (field -> messages).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any, NoReturn
+
+from flask import Flask, Response, jsonify
+from flask import abort as flask_abort
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+
+def error_body(code: int, message: str | None = None, errors: Any = None) -> dict[str, Any]:
+    status = HTTPStatus(code)
+    body: dict[str, Any] = {
+        "code": code,
+        "status": status.phrase,
+        "message": message or status.description or status.phrase,
+    }
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def abort(code: int, message: str, errors: Any = None) -> NoReturn:
+    """Stop the request with an API error (compatible with flask-smorest's abort)."""
+    kwargs: dict[str, Any] = {"message": message}
+    if errors:
+        kwargs["errors"] = errors
+    flask_abort(code, **kwargs)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    data = getattr(exc, "data", None) or {}
+    message = data.get("message") or exc.description
+    # webargs/flask-smorest put field errors under "messages": {location: {field: [...]}}
+    errors = data.get("errors") or data.get("messages")
+    if isinstance(errors, dict) and set(errors) <= {"json", "query", "path", "form", "headers"}:
+        errors = {field: msgs for location in errors.values() for field, msgs in location.items()}
+    response = jsonify(error_body(code, message, errors))
+    response.status_code = code
+    for name, value in exc.get_headers():
+        if name.lower() not in {"content-type", "content-length"}:
+            response.headers[name] = value
+    return response
+
+
+def _unexpected(exc: Exception) -> Response:
+    # The traceback goes to the log (no request data in it), never to the client.
+    log.exception("unhandled %s", type(exc).__name__)
+    return _http_error(InternalServerError("unexpected error; it has been logged"))
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,111 @@
+"""`flask --app wsgi tenants ...` and `flask --app wsgi db-upgrade`."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from tqdm import tqdm
+
+from lms_app.extensions import db
+from lms_app.tenancy.provisioning import (
+    NewTenant,
+    TenantExists,
+    TenantNotFound,
+    create_tenant,
+    drop_tenant,
+    list_tenants,
+)
+from lms_app.tenancy.upgrade import upgrade_all
+
+tenants_cli = AppGroup("tenants", help="Create, list and drop schools (tenants).")
+
+
+def _registry_forget(slug: str) -> None:
+    current_app.extensions["lms_tenant_registry"].invalidate(slug)
+
+
+@tenants_cli.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="The school's display name.")
+@click.option("--admin-email", required=True)
+@click.option("--admin-password", required=True, help="At least 10 characters.")
+@click.option("--admin-name", default="Administrator", show_default=True)
+def create_command(
+    slug: str, name: str, admin_email: str, admin_password: str, admin_name: str
+) -> None:
+    """Create SLUG: schema, tables, indexes and its first admin, all or nothing."""
+    started = time.perf_counter()
+    try:
+        tenant = create_tenant(
+            db.engine, NewTenant(slug, name, admin_email, admin_password, admin_name)
+        )
+    except TenantExists as exc:
+        raise click.ClickException(f"tenant already exists: {exc}") from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    _registry_forget(slug)
+    elapsed = (time.perf_counter() - started) * 1000
+    click.echo(f"created tenant {tenant.slug} (schema {tenant.schema_name}) in {elapsed:.0f} ms")
+
+
+@tenants_cli.command("list")
+def list_command() -> None:
+    """List every tenant."""
+    rows = list_tenants(db.engine)
+    for t in rows:
+        click.echo(f"{t.slug:<42} {t.status:<10} {t.schema_name:<44} {t.name}")
+    click.echo(f"{len(rows)} tenant(s)", err=True)
+
+
+@tenants_cli.command("drop")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Confirm: the school's data is deleted for good.")
+def drop_command(slug: str, yes: bool) -> None:
+    """Drop SLUG and its schema with every row in it."""
+    if not yes:
+        raise click.ClickException("refusing to drop without --yes")
+    try:
+        drop_tenant(db.engine, slug)
+    except TenantNotFound:
+        raise click.ClickException(f"no tenant {slug!r}") from None
+    _registry_forget(slug)
+    click.echo(f"dropped tenant {slug}")
+
+
+@click.command("db-upgrade")
+@click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 64))
+def db_upgrade_command(jobs: int) -> None:
+    """Migrate the public registry, then every tenant to head (in parallel)."""
+    bar: tqdm | None = None
+
+    def on_start(pending: int) -> None:
+        nonlocal bar
+        bar = tqdm(total=pending, unit="tenant", desc="tenants", file=sys.stderr, leave=True)
+
+    def on_progress(slug: str, error: str | None) -> None:
+        assert bar is not None
+        bar.update(1)
+        if error:
+            bar.write(f"FAILED {slug}: {error}")
+
+    url = db.engine.url.render_as_string(hide_password=False)
+    report = upgrade_all(db.engine, url, jobs=jobs, on_progress=on_progress, on_start=on_start)
+    if bar is not None:
+        bar.close()
+    click.echo(
+        f"head {report.head}: {len(report.upgraded)} upgraded, {report.skipped} already at head, "
+        f"{len(report.failed)} failed, {report.total} total in {report.seconds:.2f} s"
+    )
+    if report.failed:
+        for slug, error in sorted(report.failed.items()):
+            click.echo(f"failed: {slug}: {error}", err=True)
+        sys.exit(1)
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(tenants_cli)
+    app.cli.add_command(db_upgrade_command)

@@ -1,0 +1,75 @@
+"""Slug -> tenant lookups, cached in process so a warm request costs no query."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+from sqlalchemy import Engine, select
+
+from lms_app.tenancy.context import TenantInfo
+from lms_app.tenancy.models import Tenant
+
+TENANT_INFO_COLUMNS = (
+    Tenant.id,
+    Tenant.slug,
+    Tenant.name,
+    Tenant.schema_name,
+    Tenant.status,
+    Tenant.created_at,
+)
+
+
+def tenant_info_from_row(row) -> TenantInfo:
+    return TenantInfo(
+        id=row.id,
+        slug=row.slug,
+        name=row.name,
+        schema_name=row.schema_name,
+        status=row.status,
+        created_at=row.created_at,
+    )
+
+
+def load_tenant(engine: Engine, slug: str) -> TenantInfo | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(*TENANT_INFO_COLUMNS).where(Tenant.slug == slug)).first()
+    return tenant_info_from_row(row) if row is not None else None
+
+
+class TenantRegistry:
+    """A bounded TTL cache in front of `public.tenants`.
+
+    Unknown slugs are cached too (for a shorter time) so a client hammering a
+    wrong subdomain does not cost a query per request. Changes made by this
+    process invalidate its entry at once; other processes see them within the TTL.
+    """
+
+    def __init__(self, ttl_s: float, miss_ttl_s: float | None = None, max_entries: int = 10_000):
+        self.ttl_s = ttl_s
+        self.miss_ttl_s = min(ttl_s, 5.0) if miss_ttl_s is None else miss_ttl_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, TenantInfo | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, engine: Engine, slug: str) -> TenantInfo | None:
+        now = time.monotonic()
+        entry = self._entries.get(slug)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        tenant = load_tenant(engine, slug)
+        ttl = self.ttl_s if tenant is not None else self.miss_ttl_s
+        with self._lock:
+            self._entries[slug] = (now + ttl, tenant)
+            self._entries.move_to_end(slug)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return tenant
+
+    def invalidate(self, slug: str | None = None) -> None:
+        with self._lock:
+            if slug is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(slug, None)
