@@ -1,0 +1,23 @@
+"""gunicorn settings from the environment (Heroku sets PORT and WEB_CONCURRENCY).
+
+Each worker holds its own pool: WEB_CONCURRENCY x (DB_POOL_SIZE + DB_MAX_OVERFLOW)
+must stay below PostgreSQL's max_connections (or put PgBouncer in transaction
+mode in front; lms_app keeps no connection state, so that is safe).
+"""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = "gthread" if threads > 1 else "sync"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
+max_requests_jitter = 500
+accesslog = "-"
+# Path and status only: query strings can carry personal data.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+# Connections are opened lazily after fork; nothing to share from the master.
+preload_app = False
