@@ -24,7 +24,7 @@ class SettingsError(RuntimeError):
 REQUIRED_IN_PRODUCTION = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PLATFORM_API_KEY")
 
 
-def normalize_database_url(url: str) -> str:
+def normalize_database_url(url: str, setting: str = "DATABASE_URL") -> str:
     """Accept Heroku's `postgres://` and plain `postgresql://`; pin the psycopg2 driver."""
     url = url.strip()
     for prefix in ("postgres://", "postgresql://"):
@@ -32,7 +32,7 @@ def normalize_database_url(url: str) -> str:
             return "postgresql+psycopg2://" + url[len(prefix) :]
     if url.startswith("postgresql+"):
         return url
-    raise SettingsError("DATABASE_URL must start with postgres:// or postgresql://")
+    raise SettingsError(f"{setting} must start with postgres:// or postgresql://")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -110,6 +110,11 @@ class Settings:
     replica_max_lag_s: float = 5.0
     max_content_length: int = 2 * 1024 * 1024
     log_level: str = "INFO"
+    # flask-limiter strings for POST /auth/token.
+    login_limit_per_account: str = "10/minute"
+    login_limit_per_address: str = "60/minute"
+    # Reverse proxies in front of the app whose X-Forwarded-For we trust (Heroku: 1).
+    proxy_hops: int = 0
     pool: PoolSettings = field(default_factory=PoolSettings)
     cache_ttl: CacheTTL = field(default_factory=CacheTTL)
     instance_path: Path = PROJECT_ROOT / "instance"
@@ -134,7 +139,7 @@ class Settings:
 
         raw_db = (env.get("DATABASE_URL") or "").strip()
         replicas = tuple(
-            normalize_database_url(part)
+            normalize_database_url(part, "DATABASE_REPLICA_URLS")
             for part in (env.get("DATABASE_REPLICA_URLS") or "").split(",")
             if part.strip()
         )
@@ -173,6 +178,9 @@ class Settings:
             replica_max_lag_s=_float(env, "REPLICA_MAX_LAG_SECONDS", 5.0),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 2 * 1024 * 1024, 1024),
             log_level=(env.get("LOG_LEVEL") or "INFO").strip().upper(),
+            login_limit_per_account=(env.get("LOGIN_LIMIT_PER_ACCOUNT") or "10/minute").strip(),
+            login_limit_per_address=(env.get("LOGIN_LIMIT_PER_ADDRESS") or "60/minute").strip(),
+            proxy_hops=_int(env, "PROXY_HOPS", 0),
             pool=pool,
             cache_ttl=ttl,
             instance_path=Path(instance) if instance else PROJECT_ROOT / "instance",

@@ -4,19 +4,39 @@ from __future__ import annotations
 
 import logging
 import secrets
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config.settings import Settings, SettingsError
 from lms_app.db.engines import engine_options
 from lms_app.db.monitoring import instrument_engine
 from lms_app.errors import register_error_handlers
-from lms_app.extensions import api, cache, db
+from lms_app.extensions import api, cache, db, limiter
+from lms_app.web import converters
 from lms_app.observability.logging import configure_logging
 
 log = logging.getLogger(__name__)
+
+# Each module defines `blp`, a flask-smorest Blueprint (documented in /openapi.json).
+BLUEPRINT_MODULES = (
+    "lms_app.accounts.routes",
+    "lms_app.catalog.routes",
+    "lms_app.learning.routes",
+    "lms_app.analytics.routes",
+    "lms_app.tenancy.platform_routes",
+)
+BEARER_DOC = (
+    "Tenant routes: a token from POST /api/v1/auth/token, sent with X-Tenant. "
+    "Platform routes: the PLATFORM_API_KEY."
+)
+SPEC_KWARGS = {
+    "info": {"description": "lms_app: multi-tenant learning platform API (see API.md)."},
+    "security": [{"bearerAuth": []}],
+}
 
 
 def create_app(settings: Settings | None = None, **config_overrides: Any) -> Flask:
@@ -26,9 +46,16 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     app.config.update(_flask_config(settings))
     app.config.update(config_overrides)
 
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
+    converters.init_app(app)
     db.init_app(app)
     cache.init_app(app)
-    api.init_app(app)
+    limiter.init_app(app)
+    api.init_app(app, spec_kwargs=SPEC_KWARGS)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "description": BEARER_DOC}
+    )
     with app.app_context():
         for engine in db.engines.values():
             instrument_engine(engine, settings.slow_query_ms)
@@ -42,6 +69,8 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     resolver.init_app(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(tenant_bp)
+    for module in BLUEPRINT_MODULES:
+        api.register_blueprint(import_module(module).blp)
     tenancy_cli.init_app(app)
     demo_cli.init_app(app)
     # After flask-smorest's own handlers, so every error has one shape.
@@ -80,6 +109,11 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "TENANT_CACHE_TTL": settings.tenant_cache_ttl_s,
         "PLATFORM_API_KEY": settings.platform_api_key,
         "CACHE_KEY_PREFIX": "lms:",
+        "RATELIMIT_STORAGE_URI": settings.redis_url or "memory://",
+        "RATELIMIT_KEY_PREFIX": "lms-rl",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "LOGIN_LIMIT_PER_ACCOUNT": settings.login_limit_per_account,
+        "LOGIN_LIMIT_PER_ADDRESS": settings.login_limit_per_address,
         "CACHE_DEFAULT_TIMEOUT": settings.cache_ttl.course_list,
         **cache_config,
         "API_TITLE": "lms_app",

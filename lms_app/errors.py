@@ -12,7 +12,8 @@ from typing import Any, NoReturn
 
 from flask import Flask, Response, jsonify
 from flask import abort as flask_abort
-from werkzeug.exceptions import HTTPException, InternalServerError
+from sqlalchemy.exc import DataError
+from werkzeug.exceptions import HTTPException, InternalServerError, UnprocessableEntity
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def _http_error(exc: HTTPException) -> Response:
     for name, value in exc.get_headers():
         if name.lower() not in {"content-type", "content-length"}:
             response.headers[name] = value
+    for name, value in (data.get("headers") or {}).items():
+        response.headers[name] = value
     return response
 
 
@@ -60,6 +63,14 @@ def _unexpected(exc: Exception) -> Response:
     return _http_error(InternalServerError("unexpected error; it has been logged"))
 
 
+def _data_error(exc: DataError) -> Response:
+    # Input that passed validation but PostgreSQL still refused (a value out of a
+    # column's range, say): the client's fault, so a 422, and nothing was written.
+    log.warning("data_error pgcode=%s", getattr(exc.orig, "pgcode", None))
+    return _http_error(UnprocessableEntity("a value is out of range or malformed"))
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DataError, _data_error)
     app.register_error_handler(Exception, _unexpected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from flask.testing import FlaskClient
 from config.settings import Settings
 from lms_app import create_app
 from lms_app.extensions import db
-from lms_app.tenancy.context import TenantInfo
+from lms_app.tenancy.context import TenantInfo, tenant_scope
 from lms_app.tenancy.migrations import upgrade_public
 from lms_app.tenancy.provisioning import NewTenant, create_tenant, drop_tenant
 from lms_app.tenancy.resolver import registry
@@ -52,12 +53,16 @@ def make_app(database_url: str, redis_url: str | None, instance_path: Path) -> F
         redis_url=redis_url,
         secret_key="test-secret-key",
         platform_api_key="test-platform-key",
+        # Tests log in far more often than a person; the limiter has its own test.
+        login_limit_per_account="10000/minute",
+        login_limit_per_address="10000/minute",
         instance_path=instance_path,
     )
     app = create_app(
         settings,
         TESTING=True,
         CACHE_KEY_PREFIX=f"lms:test:{worker_id()}:{uuid.uuid4().hex[:8]}:",
+        RATELIMIT_KEY_PREFIX=f"lms-rl-test-{uuid.uuid4().hex[:8]}",
     )
     with app.app_context():
         upgrade_public(db.engine)
@@ -100,3 +105,104 @@ def make_tenant(app: Flask) -> Iterator[Callable[..., TenantInfo]]:
                 drop_tenant(db.engine, slug)
             except Exception:
                 pass  # the test dropped it itself
+
+
+# --- query counting (N+1 guards) ---------------------------------------------
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def count_queries(app: Flask):
+    """`with count_queries() as q: ...` then `q.count`: SQL statements sent meanwhile."""
+    from contextlib import contextmanager
+
+    from sqlalchemy import event
+
+    @contextmanager
+    def counting():
+        counter = QueryCounter()
+
+        def on_execute(conn, cursor, statement, parameters, context, executemany):
+            counter.statements.append(statement)
+
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", on_execute)
+        try:
+            yield counter
+        finally:
+            event.remove(engine, "before_cursor_execute", on_execute)
+
+    return counting
+
+
+# --- users and tokens ----------------------------------------------------------
+
+USER_PASSWORD = "user-password-123"
+
+
+@functools.cache
+def user_password_hash() -> str:
+    from lms_app.accounts.passwords import hash_password
+
+    return hash_password(USER_PASSWORD)
+
+
+def add_user(
+    app: Flask,
+    tenant: TenantInfo,
+    role: str = "student",
+    email: str | None = None,
+    name: str | None = None,
+    is_active: bool = True,
+) -> int:
+    """Insert a user straight into the tenant (password USER_PASSWORD); returns its id."""
+    from lms_app.accounts.models import User
+
+    email = email or f"{role}-{uuid.uuid4().hex[:10]}@example.test"
+    with app.app_context(), tenant_scope(tenant):
+        user = User(
+            email=email,
+            name=name or email.split("@")[0],
+            role=role,
+            password_hash=user_password_hash(),
+            is_active=is_active,
+        )
+        db.session.add(user)
+        db.session.commit()
+        return user.id
+
+
+def tenant_headers(tenant: TenantInfo, token: str | None = None) -> dict[str, str]:
+    headers = {"X-Tenant": tenant.slug}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def login(
+    client: FlaskClient, tenant: TenantInfo, email: str, password: str = USER_PASSWORD
+) -> dict[str, str]:
+    """Headers (tenant + bearer token) for `email` in `tenant`."""
+    r = client.post(
+        "/api/v1/auth/token",
+        json={"email": email, "password": password},
+        headers=tenant_headers(tenant),
+    )
+    assert r.status_code == 200, r.get_json()
+    return tenant_headers(tenant, r.get_json()["access_token"])
+
+
+def user_email(app: Flask, tenant: TenantInfo, user_id: int) -> str:
+    from lms_app.accounts.models import User
+
+    with app.app_context(), tenant_scope(tenant):
+        return db.session.get(User, user_id).email

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Identity, Index, String, text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Identity, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lms_app.db.base import TenantBase, created_at_column, updated_at_column
@@ -30,5 +30,7 @@ class User(TenantBase):
     # NULL for users created in bulk without a password: they cannot log in yet.
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Bumped to revoke every token issued so far (password change, forced logout).
+    token_version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("password_hash", sa.String(255), nullable=True),
         sa.Column("is_active", sa.Boolean(), server_default=sa.text("true"), nullable=False),
+        sa.Column("token_version", sa.Integer(), server_default=sa.text("0"), nullable=False),
         _ts("created_at"),
         _ts("updated_at"),
         sa.CheckConstraint("role IN ('admin', 'instructor', 'student')", name="ck_users_role"),
