@@ -16,8 +16,8 @@ from lms_app.db.engines import engine_options
 from lms_app.db.monitoring import instrument_engine
 from lms_app.errors import register_error_handlers
 from lms_app.extensions import api, cache, db, limiter
-from lms_app.web import converters
 from lms_app.observability.logging import configure_logging
+from lms_app.web import converters
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     app.config.update(config_overrides)
 
     if settings.proxy_hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
+        )
     converters.init_app(app)
     db.init_app(app)
     cache.init_app(app)

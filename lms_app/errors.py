@@ -11,9 +11,13 @@ from http import HTTPStatus
 from typing import Any, NoReturn
 
 from flask import Flask, Response, jsonify
-from flask import abort as flask_abort
 from sqlalchemy.exc import DataError
-from werkzeug.exceptions import HTTPException, InternalServerError, UnprocessableEntity
+from werkzeug.exceptions import (
+    HTTPException,
+    InternalServerError,
+    UnprocessableEntity,
+    default_exceptions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +36,23 @@ def error_body(code: int, message: str | None = None, errors: Any = None) -> dic
 
 def abort(code: int, message: str, errors: Any = None) -> NoReturn:
     """Stop the request with an API error (compatible with flask-smorest's abort)."""
-    kwargs: dict[str, Any] = {"message": message}
-    if errors:
-        kwargs["errors"] = errors
-    flask_abort(code, **kwargs)
-    raise AssertionError("unreachable")  # pragma: no cover
+    exc = default_exceptions[code](description=message)
+    exc.data = {"message": message, "errors": errors}  # type: ignore[attr-defined]
+    raise exc
+
+
+LOCATIONS = {"json", "query", "path", "form", "headers", "view_args", "querystring"}
+
+
+def _flatten_locations(errors: dict[str, Any]) -> dict[str, Any]:
+    """{"json": {"title": [...]}} -> {"title": [...]}; a whole-body error -> "_schema"."""
+    flat: dict[str, Any] = {}
+    for location, found in errors.items():
+        if isinstance(found, dict):
+            flat.update(found)
+        else:
+            flat["_schema" if location == "json" else location] = found
+    return flat
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -45,8 +61,12 @@ def _http_error(exc: HTTPException) -> Response:
     message = data.get("message") or exc.description
     # webargs/flask-smorest put field errors under "messages": {location: {field: [...]}}
     errors = data.get("errors") or data.get("messages")
-    if isinstance(errors, dict) and set(errors) <= {"json", "query", "path", "form", "headers"}:
-        errors = {field: msgs for location in errors.values() for field, msgs in location.items()}
+    if isinstance(errors, dict) and set(errors) <= LOCATIONS:
+        errors = _flatten_locations(errors)
+    if code == 422 and errors and message == UnprocessableEntity.description:
+        message = "invalid input; see errors"
+    elif code == 400 and errors and data.get("messages"):
+        message = "malformed JSON body"
     response = jsonify(error_body(code, message, errors))
     response.status_code = code
     for name, value in exc.get_headers():

@@ -1,5 +1,121 @@
-"""HTTP routes of accounts (filled in by the API work)."""
+"""POST /auth/token, GET /me, /users."""
 
+from __future__ import annotations
+
+from flask import current_app, request
+from flask.views import MethodView
 from flask_smorest import Blueprint
 
-blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="accounts")
+from lms_app.accounts import service
+from lms_app.accounts.auth import auth_required, current_user
+from lms_app.accounts.models import User
+from lms_app.accounts.schemas import (
+    BulkResult,
+    TokenRequest,
+    TokenResponse,
+    UserBulkRequest,
+    UserCreate,
+    UserListArgs,
+    UserPage,
+    UserPatch,
+    UserSchema,
+)
+from lms_app.errors import abort
+from lms_app.extensions import db, limiter
+from lms_app.tenancy.context import require_tenant
+from lms_app.web.pagination import page
+
+blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="Auth and users")
+
+
+def _account_key() -> str:
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    email = email.strip().lower() if isinstance(email, str) else ""
+    return f"login:{require_tenant().id}:{email}"
+
+
+@blp.route("/auth/token", methods=["POST"])
+@blp.arguments(TokenRequest)
+@blp.response(200, TokenResponse)
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], key_func=_account_key)
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"])
+@blp.doc(security=[])
+def issue_token(data):
+    issued = service.login(data["email"], data["password"])
+    if issued is None:
+        abort(401, "invalid e-mail or password")
+    token, ttl = issued
+    return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
+
+
+@blp.route("/me")
+@blp.response(200, UserSchema)
+@auth_required()
+def me():
+    return _get_user_or_404(current_user().id)
+
+
+@blp.route("/users")
+class Users(MethodView):
+    @blp.arguments(UserListArgs, location="query")
+    @blp.response(200, UserPage)
+    @auth_required("admin")
+    def get(self, args):
+        rows = service.list_users(args.get("role"), args["after"], args["limit"])
+        items, next_cursor = page(rows, args["limit"], lambda u: (u.created_at, u.id))
+        return {"items": items, "next_cursor": next_cursor}
+
+    @blp.arguments(UserCreate)
+    @blp.response(201, UserSchema)
+    @auth_required("admin")
+    def post(self, data):
+        try:
+            return service.create_user(data)
+        except service.EmailTaken:
+            abort(409, "a user with this e-mail already exists")
+
+
+@blp.route("/users/bulk", methods=["POST"])
+@blp.arguments(UserBulkRequest)
+@blp.response(200, BulkResult)
+@auth_required("admin")
+def bulk_users(data):
+    result = service.bulk_upsert_users(data["users"])
+    return {"created": result.inserted, "updated": result.updated}
+
+
+def _get_user_or_404(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404, "no such user")
+    return user
+
+
+def _self_or_admin(user_id: int) -> None:
+    me = current_user()
+    if not me.is_admin and me.id != user_id:
+        abort(403, "admins only, or your own account")
+
+
+@blp.route("/users/<id:user_id>")
+class UserById(MethodView):
+    @blp.response(200, UserSchema)
+    @auth_required()
+    def get(self, user_id):
+        _self_or_admin(user_id)
+        return _get_user_or_404(user_id)
+
+    @blp.arguments(UserPatch)
+    @blp.response(200, UserSchema)
+    @auth_required()
+    def patch(self, changes, user_id):
+        _self_or_admin(user_id)
+        me = current_user()
+        if not me.is_admin and ({"role", "is_active"} & changes.keys()):
+            abort(403, "only an admin may change roles or deactivate accounts")
+        if me.id == user_id and (
+            changes.get("is_active") is False or changes.get("role", me.role) != me.role
+        ):
+            abort(409, "you cannot demote or deactivate your own account")
+        return service.update_user(_get_user_or_404(user_id), changes)

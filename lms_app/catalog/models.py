@@ -109,9 +109,7 @@ class Lesson(TenantBase):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
-    course_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("tenant.courses.id")
-    )
+    course_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tenant.courses.id"))
     title: Mapped[str] = mapped_column(String(200))
     content: Mapped[str] = mapped_column(Text, server_default="", deferred=True)
     order_index: Mapped[int] = mapped_column(Integer, server_default=text("0"))

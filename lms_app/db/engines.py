@@ -54,9 +54,7 @@ def for_schema(engine: Engine, schema: str) -> Engine:
             per_engine = _views.setdefault(engine, {})
     view = per_engine.get(schema)
     if view is None:
-        view = engine.execution_options(
-            schema_translate_map={TENANT_SCHEMA_PLACEHOLDER: schema}
-        )
+        view = engine.execution_options(schema_translate_map={TENANT_SCHEMA_PLACEHOLDER: schema})
         per_engine[schema] = view
     return view
 

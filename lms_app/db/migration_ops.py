@@ -24,6 +24,16 @@ _INVALID_INDEX = sa.text(
     "WHERE n.nspname = :schema AND c.relname = :name AND NOT i.indisvalid"
 )
 
+# IF NOT EXISTS skips on *any* relation of that name (a table, a view, an index on
+# another table), so after the build we check that the index really is there.
+_VALID_INDEX_ON_TABLE = sa.text(
+    "SELECT 1 FROM pg_catalog.pg_index i "
+    "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+    "JOIN pg_catalog.pg_class t ON t.oid = i.indrelid "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = :schema AND c.relname = :name AND t.relname = :table AND i.indisvalid"
+)
+
 
 def is_fresh_schema() -> bool:
     return bool(context.config.attributes.get("fresh_schema"))
@@ -33,9 +43,7 @@ def real_schema() -> str:
     return context.config.attributes["schema"]
 
 
-def create_index(
-    name: str, table: str, columns: Sequence[str | sa.TextClause], **kw: Any
-) -> None:
+def create_index(name: str, table: str, columns: Sequence[str | sa.TextClause], **kw: Any) -> None:
     if is_fresh_schema():
         op.create_index(name, table, list(columns), schema=TENANT_SCHEMA_PLACEHOLDER, **kw)
         return
@@ -57,6 +65,12 @@ def create_index(
             if_not_exists=True,
             **kw,
         )
+        params = {"schema": real_schema(), "name": name, "table": table}
+        if op.get_bind().execute(_VALID_INDEX_ON_TABLE, params).first() is None:
+            raise RuntimeError(
+                f"index {name} on {table} was not built: another relation in schema "
+                f"{real_schema()} already has that name"
+            )
 
 
 def drop_index(name: str, table: str) -> None:

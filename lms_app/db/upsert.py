@@ -47,13 +47,13 @@ def upsert(
         return UpsertResult(0, 0, 0)
     names = list(rows[0].keys())
     columns = [table.c[name] for name in names]
-    arrays = [
-        cast(bindparam(f"col_{i}"), ARRAY(column.type)) for i, column in enumerate(columns)
-    ]
+    arrays = [cast(bindparam(f"col_{i}"), ARRAY(column.type)) for i, column in enumerate(columns)]
     source = select(func.unnest(*arrays).table_valued(*names).render_derived(name="src"))
     stmt = insert(table).from_select(names, source)
     if update:
-        stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_=dict(update), where=where)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(conflict), set_=dict(update), where=where
+        )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
     stmt = stmt.returning(literal_column("xmax = 0").label("inserted"))

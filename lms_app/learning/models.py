@@ -11,7 +11,6 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
-    Integer,
     SmallInteger,
     String,
     UniqueConstraint,
@@ -48,12 +47,8 @@ class Enrollment(TenantBase):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("tenant.users.id")
-    )
-    course_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("tenant.courses.id")
-    )
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tenant.users.id"))
+    course_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tenant.courses.id"))
     status: Mapped[str] = mapped_column(String(16), server_default="active")
     enrolled_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
@@ -95,16 +90,10 @@ class LessonProgress(TenantBase):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("tenant.users.id")
-    )
-    lesson_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("tenant.lessons.id")
-    )
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tenant.users.id"))
+    lesson_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tenant.lessons.id"))
     # Denormalised from the lesson so course-level progress is one indexed range.
-    course_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("tenant.courses.id")
-    )
+    course_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tenant.courses.id"))
     progress_percentage: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     time_spent: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -123,9 +112,7 @@ class UserActivity(TenantBase):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("tenant.users.id")
-    )
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tenant.users.id"))
     activity_type: Mapped[str] = mapped_column(String(32))
     course_id: Mapped[int | None] = mapped_column(BigInteger)
     lesson_id: Mapped[int | None] = mapped_column(BigInteger)

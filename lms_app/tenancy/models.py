@@ -14,9 +14,7 @@ TENANT_STATUSES = ("active", "suspended")
 
 class Tenant(PublicBase):
     __tablename__ = "tenants"
-    __table_args__ = (
-        CheckConstraint(f"status IN {TENANT_STATUSES!r}", name="status"),
-    )
+    __table_args__ = (CheckConstraint(f"status IN {TENANT_STATUSES!r}", name="status"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     slug: Mapped[str] = mapped_column(String(41), unique=True)

@@ -105,9 +105,7 @@ def drop_tenant(engine: Engine, slug: str) -> None:
 
 def list_tenants(engine: Engine) -> list[TenantInfo]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(*TENANT_INFO_COLUMNS).order_by(Tenant.slug)
-        )
+        rows = conn.execute(select(*TENANT_INFO_COLUMNS).order_by(Tenant.slug))
         return [tenant_info_from_row(r) for r in rows]
 
 

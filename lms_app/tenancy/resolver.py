@@ -34,7 +34,9 @@ def slug_from_request() -> str | None:
 def resolve_tenant() -> TenantInfo:
     slug = slug_from_request()
     if slug is None:
-        abort(400, f"tenant required: send the {TENANT_HEADER} header or use the school's subdomain")
+        abort(
+            400, f"tenant required: send the {TENANT_HEADER} header or use the school's subdomain"
+        )
     if not SLUG_PATTERN.fullmatch(slug):
         abort(400, "malformed tenant slug")
     tenant = registry().get(db.engine, slug)

@@ -29,6 +29,11 @@ class Text(fields.String):
         return result
 
 
-def Id(**kwargs: Any) -> fields.Integer:  # noqa: N802 - reads like a field class
+def Id(**kwargs: Any) -> fields.Integer:
     """A row id: a positive bigint (anything larger would be a database error)."""
     return fields.Integer(strict=True, validate=validate.Range(1, BIGINT_MAX), **kwargs)
+
+
+def Flag(**kwargs: Any) -> fields.Boolean:
+    """A JSON boolean only: "yes", 1 or "false" are 422s, not guesses."""
+    return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
