@@ -54,7 +54,7 @@ def create_user(data: dict[str, Any]) -> User:
 
 
 def bulk_upsert_users(items: list[dict[str, Any]]) -> UpsertResult:
-    """Insert or update by e-mail in one statement per chunk; a missing password keeps the old one."""
+    """Insert or update by e-mail; a missing password keeps the stored one."""
     rows = [
         {
             "email": item["email"],
