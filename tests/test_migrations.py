@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy import Connection, Engine, text
 
 import lms_app.models  # noqa: F401  (fills TenantBase.metadata)
-from lms_app.db.base import TENANT_SCHEMA_PLACEHOLDER, TenantBase
+from lms_app.db.base import TENANT_SCHEMA_PLACEHOLDER, PublicBase, TenantBase
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo
 from lms_app.tenancy.migrations import downgrade_tenant, tenant_head, tenant_revisions
@@ -284,6 +284,35 @@ def test_models_and_migrations_agree(app: Flask, make_tenant, metadata_schema: s
         migration_indexes.pop("alembic_version_pkc")
         assert migration_indexes == model_indexes
         assert set(model_indexes) == set(ALL_INDEXES) - {"alembic_version_pkc"}
+
+
+def test_public_registry_matches_its_model(app: Flask) -> None:
+    """`public.tenants` as migrated == `PublicBase.metadata` built elsewhere."""
+    scratch = schema_for(unique_slug("pub"))
+    with app.app_context():
+        engine = db.engine
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{scratch}"'))
+            PublicBase.metadata.create_all(
+                conn.execution_options(schema_translate_map={"public": scratch})
+            )
+        try:
+            with engine.connect() as conn:
+
+                def registry_only(found: dict) -> dict:
+                    return {k: v for k, v in found.items() if k[0] == "tenants"}
+
+                assert registry_only(columns(conn, "public")) == columns(conn, scratch)
+                assert registry_only(constraints(conn, "public")) == constraints(conn, scratch)
+                assert ("tenants", "ck_tenants_status") in constraints(conn, scratch)
+                public_indexes = {
+                    k: v for k, v in index_defs(conn, "public").items() if " S.tenants " in v
+                }
+                assert public_indexes == index_defs(conn, scratch)
+                assert set(public_indexes) == {"pk_tenants", "uq_tenants_slug", "uq_tenants_schema_name"}
+        finally:
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{scratch}" CASCADE'))
 
 
 def test_new_tenant_is_at_head(app: Flask, make_tenant) -> None:

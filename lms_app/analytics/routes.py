@@ -1,5 +1,38 @@
-"""HTTP routes of analytics (filled in by the API work)."""
+"""GET /analytics/courses/<id>, GET /analytics/users/<id>."""
+
+from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-blp = Blueprint("analytics", __name__, url_prefix="/api/v1", description="analytics")
+from lms_app.accounts.auth import auth_required, current_user
+from lms_app.analytics import queries
+from lms_app.analytics.schemas import CourseAnalytics, UserAnalytics
+from lms_app.errors import abort
+
+blp = Blueprint("analytics", __name__, url_prefix="/api/v1", description="Analytics")
+
+
+@blp.route("/analytics/courses/<id:course_id>")
+@blp.response(200, CourseAnalytics)
+@auth_required("admin", "instructor")
+def course_analytics(course_id: int):
+    figures = queries.course_analytics(course_id)
+    if figures is None:
+        abort(404, "no such course")
+    me = current_user()
+    if not me.is_admin and figures["instructor_id"] != me.id:
+        abort(403, "only the course's instructor or an admin")
+    return figures
+
+
+@blp.route("/analytics/users/<id:user_id>")
+@blp.response(200, UserAnalytics)
+@auth_required()
+def user_analytics(user_id: int):
+    me = current_user()
+    if not me.is_admin and me.id != user_id:
+        abort(403, "admins only, or your own figures")
+    figures = queries.user_analytics(user_id)
+    if figures is None:
+        abort(404, "no such user")
+    return figures

@@ -1,5 +1,116 @@
-"""Platform routes (operators)."""
+"""Operators' routes: onboarding and managing schools (`Bearer PLATFORM_API_KEY`)."""
 
+from __future__ import annotations
+
+import hmac
+
+from flask import current_app, request
+from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from lms_app.errors import abort
+from lms_app.extensions import db
+from lms_app.tenancy.platform_schemas import (
+    DropArgs,
+    TenantCreate,
+    TenantDetail,
+    TenantListArgs,
+    TenantPage,
+    TenantPatch,
+    TenantSchema,
+)
+from lms_app.tenancy.provisioning import (
+    NewTenant,
+    TenantExists,
+    TenantNotFound,
+    create_tenant,
+    drop_tenant,
+    list_tenants,
+    tenant_counts,
+    update_tenant,
+)
+from lms_app.tenancy.registry import load_tenant
+from lms_app.tenancy.resolver import registry
+
 blp = Blueprint("platform", __name__, url_prefix="/platform", description="Tenant onboarding")
+
+
+@blp.before_request
+def _require_platform_key() -> None:
+    expected = current_app.config.get("PLATFORM_API_KEY")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Constant-time compare: the key must not leak through response timing.
+    if (
+        not expected
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(given.strip().encode(), expected.encode())
+    ):
+        abort(401, "platform API key required")
+
+
+def _tenant_or_404(slug: str):
+    tenant = load_tenant(db.engine, slug)
+    if tenant is None:
+        abort(404, f"unknown tenant {slug!r}")
+    return tenant
+
+
+@blp.route("/tenants")
+class Tenants(MethodView):
+    @blp.arguments(TenantListArgs, location="query")
+    @blp.response(200, TenantPage)
+    def get(self, args):
+        limit = args["limit"]
+        rows = list_tenants(db.engine, after_slug=args["cursor"], limit=limit + 1)
+        items = rows[:limit]
+        return {"items": items, "next_cursor": items[-1].slug if len(rows) > limit else None}
+
+    @blp.arguments(TenantCreate)
+    @blp.response(201, TenantSchema)
+    def post(self, data):
+        new = NewTenant(
+            data["slug"],
+            data["name"],
+            data["admin_email"],
+            data["admin_password"],
+            data["admin_name"],
+        )
+        try:
+            tenant = create_tenant(db.engine, new)
+        except TenantExists:
+            abort(409, f"tenant {data['slug']!r} already exists")
+        registry().invalidate(tenant.slug)
+        return tenant
+
+
+@blp.route("/tenants/<slug>")
+class TenantBySlug(MethodView):
+    @blp.response(200, TenantDetail)
+    def get(self, slug):
+        tenant = _tenant_or_404(slug)
+        return {**_as_dict(tenant), "counts": tenant_counts(db.engine, tenant)}
+
+    @blp.arguments(TenantPatch)
+    @blp.response(200, TenantSchema)
+    def patch(self, changes, slug):
+        try:
+            tenant = update_tenant(db.engine, slug, changes)
+        except TenantNotFound:
+            abort(404, f"unknown tenant {slug!r}")
+        registry().invalidate(slug)
+        return tenant
+
+    @blp.arguments(DropArgs, location="query")
+    @blp.response(204)
+    def delete(self, args, slug):
+        if args["confirm"] != slug:
+            abort(422, "confirm must repeat the slug", {"confirm": ["must equal the slug"]})
+        try:
+            drop_tenant(db.engine, slug)
+        except TenantNotFound:
+            abort(404, f"unknown tenant {slug!r}")
+        registry().invalidate(slug)
+
+
+def _as_dict(tenant) -> dict:
+    return {f: getattr(tenant, f) for f in ("slug", "name", "status", "created_at")}

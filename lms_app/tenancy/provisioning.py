@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from lms_app.accounts.models import User
 from lms_app.accounts.passwords import hash_password, normalize_email
-from lms_app.db.engines import translate_map
+from lms_app.db.engines import for_schema, translate_map
 from lms_app.tenancy.context import TenantInfo
 from lms_app.tenancy.migrations import migrate_tenant
 from lms_app.tenancy.models import Tenant
@@ -103,10 +104,43 @@ def drop_tenant(engine: Engine, slug: str) -> None:
     log.info("tenant dropped: %s", slug)
 
 
-def list_tenants(engine: Engine) -> list[TenantInfo]:
+def list_tenants(
+    engine: Engine, after_slug: str | None = None, limit: int | None = None
+) -> list[TenantInfo]:
+    stmt = select(*TENANT_INFO_COLUMNS).order_by(Tenant.slug)
+    if after_slug is not None:
+        stmt = stmt.where(Tenant.slug > after_slug)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     with engine.connect() as conn:
-        rows = conn.execute(select(*TENANT_INFO_COLUMNS).order_by(Tenant.slug))
-        return [tenant_info_from_row(r) for r in rows]
+        return [tenant_info_from_row(r) for r in conn.execute(stmt)]
+
+
+def update_tenant(engine: Engine, slug: str, changes: dict[str, str]) -> TenantInfo:
+    values = {k: v for k, v in changes.items() if k in ("name", "status")}
+    with engine.begin() as conn:
+        stmt = update(Tenant).where(Tenant.slug == slug).returning(*TENANT_INFO_COLUMNS)
+        row = conn.execute(stmt.values(**values, updated_at=func.now())).first()
+    if row is None:
+        raise TenantNotFound(slug)
+    return tenant_info_from_row(row)
+
+
+def tenant_counts(engine: Engine, tenant: TenantInfo) -> dict[str, int]:
+    """Users, courses and enrollments of one tenant, in one statement."""
+    from lms_app.catalog.models import Course
+    from lms_app.learning.models import Enrollment
+
+    def count(model) -> Any:
+        return select(func.count()).select_from(model).scalar_subquery()
+
+    stmt = select(
+        count(User).label("users"),
+        count(Course).label("courses"),
+        count(Enrollment).label("enrollments"),
+    )
+    with for_schema(engine, tenant.schema_name).connect() as conn:
+        return dict(conn.execute(stmt).one()._mapping)
 
 
 def count_tenants(engine: Engine) -> int:

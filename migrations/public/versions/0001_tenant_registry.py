@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column(
             "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
-        sa.CheckConstraint("status IN ('active', 'suspended')", name="ck_tenants_status"),
+        sa.CheckConstraint("status IN ('active', 'suspended')", name=op.f("ck_tenants_status")),
         sa.PrimaryKeyConstraint("id", name="pk_tenants"),
         sa.UniqueConstraint("slug", name="uq_tenants_slug"),
         sa.UniqueConstraint("schema_name", name="uq_tenants_schema_name"),

@@ -42,8 +42,10 @@ def upgrade() -> None:
         sa.Column("token_version", sa.Integer(), server_default=sa.text("0"), nullable=False),
         _ts("created_at"),
         _ts("updated_at"),
-        sa.CheckConstraint("role IN ('admin', 'instructor', 'student')", name="ck_users_role"),
-        sa.CheckConstraint("email = lower(email)", name="ck_users_email_lower"),
+        sa.CheckConstraint(
+            "role IN ('admin', 'instructor', 'student')", name=op.f("ck_users_role")
+        ),
+        sa.CheckConstraint("email = lower(email)", name=op.f("ck_users_email_lower")),
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("email", name="uq_users_email"),
         schema=S,
@@ -85,12 +87,13 @@ def upgrade() -> None:
         _ts("updated_at"),
         sa.CheckConstraint(
             "difficulty_level IN ('beginner', 'intermediate', 'advanced')",
-            name="ck_courses_difficulty_level",
+            name=op.f("ck_courses_difficulty_level"),
         ),
         sa.CheckConstraint(
-            "estimated_hours IS NULL OR estimated_hours >= 0", name="ck_courses_estimated_hours"
+            "estimated_hours IS NULL OR estimated_hours >= 0",
+            name=op.f("ck_courses_estimated_hours"),
         ),
-        sa.CheckConstraint("total_lessons >= 0", name="ck_courses_total_lessons"),
+        sa.CheckConstraint("total_lessons >= 0", name=op.f("ck_courses_total_lessons")),
         sa.ForeignKeyConstraint(
             ["category_id"],
             [f"{S}.categories.id"],
@@ -142,7 +145,7 @@ def upgrade() -> None:
         _ts("enrolled_at"),
         _ts("updated_at"),
         sa.CheckConstraint(
-            "status IN ('active', 'dropped', 'completed')", name="ck_enrollments_status"
+            "status IN ('active', 'dropped', 'completed')", name=op.f("ck_enrollments_status")
         ),
         sa.ForeignKeyConstraint(
             ["user_id"], [f"{S}.users.id"], name="fk_enrollments_user_id_users"
@@ -168,9 +171,9 @@ def upgrade() -> None:
         _ts("updated_at"),
         sa.CheckConstraint(
             "progress_percentage BETWEEN 0 AND 100",
-            name="ck_lesson_progress_progress_percentage",
+            name=op.f("ck_lesson_progress_progress_percentage"),
         ),
-        sa.CheckConstraint("time_spent >= 0", name="ck_lesson_progress_time_spent"),
+        sa.CheckConstraint("time_spent >= 0", name=op.f("ck_lesson_progress_time_spent")),
         sa.ForeignKeyConstraint(
             ["user_id"], [f"{S}.users.id"], name="fk_lesson_progress_user_id_users"
         ),
@@ -181,9 +184,7 @@ def upgrade() -> None:
             ["course_id"], [f"{S}.courses.id"], name="fk_lesson_progress_course_id_courses"
         ),
         sa.PrimaryKeyConstraint("id", name="pk_lesson_progress"),
-        sa.UniqueConstraint(
-            "user_id", "lesson_id", name="uq_lesson_progress_user_id_lesson_id"
-        ),
+        sa.UniqueConstraint("user_id", "lesson_id", name="uq_lesson_progress_user_id_lesson_id"),
         schema=S,
     )
     op.create_table(

@@ -1,0 +1,64 @@
+"""Shapes of the operators' tenant API."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from lms_app.accounts.passwords import MIN_PASSWORD_LENGTH
+from lms_app.accounts.schemas import EmailField
+from lms_app.tenancy.models import TENANT_STATUSES
+from lms_app.tenancy.slugs import InvalidSlug, validate_slug
+from lms_app.web.fields import Text
+
+
+class TenantCreate(Schema):
+    slug = Text(required=True, max_length=41)
+    name = Text(required=True, min_length=1, max_length=120)
+    admin_email = EmailField(required=True)
+    admin_password = Text(
+        required=True, min_length=MIN_PASSWORD_LENGTH, max_length=200, load_only=True
+    )
+    admin_name = Text(load_default="Administrator", min_length=1, max_length=120)
+
+    @validates("slug")
+    def _slug(self, value: str, **_) -> None:
+        try:
+            validate_slug(value)
+        except InvalidSlug as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class TenantPatch(Schema):
+    name = Text(min_length=1, max_length=120)
+    status = fields.String(validate=validate.OneOf(TENANT_STATUSES))
+
+
+class TenantSchema(Schema):
+    slug = fields.String()
+    name = fields.String()
+    status = fields.String()
+    created_at = fields.DateTime()
+
+
+class TenantCounts(Schema):
+    users = fields.Integer()
+    courses = fields.Integer()
+    enrollments = fields.Integer()
+
+
+class TenantDetail(TenantSchema):
+    counts = fields.Nested(TenantCounts)
+
+
+class TenantListArgs(Schema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    cursor = Text(load_default=None, max_length=41)
+
+
+class TenantPage(Schema):
+    items = fields.List(fields.Nested(TenantSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class DropArgs(Schema):
+    confirm = Text(required=True, max_length=41)
