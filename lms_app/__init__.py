@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # Each module defines `blp`, a flask-smorest Blueprint (documented in /openapi.json).
 BLUEPRINT_MODULES = (
+    "lms_app.observability.health",
+    "lms_app.tenancy.routes",
     "lms_app.accounts.routes",
     "lms_app.catalog.routes",
     "lms_app.learning.routes",
@@ -55,6 +57,10 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     cache.init_app(app)
     limiter.init_app(app)
     api.init_app(app, spec_kwargs=SPEC_KWARGS)
+    api.register_converter(
+        converters.IdConverter,
+        lambda _c: {"type": "integer", "format": "int64", "minimum": 1},
+    )
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": BEARER_DOC}
     )
@@ -63,14 +69,10 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
             instrument_engine(engine, settings.slow_query_ms)
 
     from lms_app.demo import cli as demo_cli
-    from lms_app.observability.health import bp as health_bp
     from lms_app.tenancy import cli as tenancy_cli
     from lms_app.tenancy import resolver
-    from lms_app.tenancy.routes import bp as tenant_bp
 
     resolver.init_app(app)
-    app.register_blueprint(health_bp)
-    app.register_blueprint(tenant_bp)
     for module in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(module).blp)
     tenancy_cli.init_app(app)

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
 from sqlalchemy import text
 
 from lms_app.extensions import cache, db
 
-bp = Blueprint("health", __name__)
+blp = Blueprint("operations", __name__, description="Health checks (no tenant, no auth)")
 
 
-@bp.get("/healthz")
+class HealthSchema(Schema):
+    status = fields.String()
+    failed = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+@blp.route("/healthz")
+@blp.response(200, HealthSchema)
+@blp.doc(security=[])
 def healthz():
-    return jsonify(status="ok")
+    return {"status": "ok"}
 
 
-@bp.get("/readyz")
+@blp.route("/readyz")
+@blp.response(200, HealthSchema)
+@blp.alt_response(503, schema=HealthSchema)
+@blp.doc(security=[])
 def readyz():
     failed: dict[str, str] = {}
     try:
@@ -29,5 +41,5 @@ def readyz():
         except Exception as exc:
             failed["redis"] = type(exc).__name__
     if failed:
-        return jsonify(status="unavailable", failed=failed), 503
-    return jsonify(status="ready")
+        return {"status": "unavailable", "failed": failed}, 503
+    return {"status": "ready"}

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask_smorest import Blueprint
 
 from lms_app.tenancy.context import require_tenant
+from lms_app.tenancy.platform_schemas import TenantSchema
 
-bp = Blueprint("tenant", __name__, url_prefix="/api/v1")
+blp = Blueprint("tenant", __name__, url_prefix="/api/v1", description="The current school")
 
 
-@bp.get("/tenant")
+@blp.route("/tenant")
+@blp.response(200, TenantSchema)
+@blp.doc(security=[])
 def show_tenant():
-    tenant = require_tenant()
-    return jsonify(
-        slug=tenant.slug,
-        name=tenant.name,
-        status=tenant.status,
-        created_at=tenant.created_at.isoformat(),
-    )
+    return require_tenant()
