@@ -67,6 +67,8 @@ def _http_error(exc: HTTPException) -> Response:
         message = "invalid input; see errors"
     elif code == 400 and errors and data.get("messages"):
         message = "malformed JSON body"
+    if code != 422:
+        errors = None  # API.md: `errors` on 422 only, absent otherwise
     response = jsonify(error_body(code, message, errors))
     response.status_code = code
     for name, value in exc.get_headers():
@@ -75,6 +77,15 @@ def _http_error(exc: HTTPException) -> Response:
     for name, value in (data.get("headers") or {}).items():
         response.headers[name] = value
     return response
+
+
+def error_response(code: int, message: str) -> Response:
+    """The JSON error response itself, for error handlers (which must not raise)."""
+    return _http_error(default_exceptions[code](description=message))
+
+
+def unexpected_error_response(exc: Exception) -> Response:
+    return _unexpected(exc)
 
 
 def _unexpected(exc: Exception) -> Response:

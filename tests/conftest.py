@@ -24,8 +24,12 @@ from tests import servers
 ADMIN_PASSWORD = "admin-password-123"
 
 
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8]
+
+
 def worker_id() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    """Unique per test run and worker, so concurrent runs never share a database."""
+    return f"{_RUN_ID}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 @pytest.fixture(scope="session")

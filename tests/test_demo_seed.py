@@ -14,6 +14,7 @@ from lms_app.accounts.passwords import verify_password
 from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.db.engines import translate_map
 from lms_app.demo import cli as demo_cli
+from lms_app.demo import seed as seed_module
 from lms_app.demo.seed import (
     DEMO_ADMIN_EMAIL,
     DEMO_STUDENT_PASSWORD,
@@ -224,3 +225,38 @@ def test_bad_slug_is_rejected(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["seed-demo", "--slug", "Not A Slug"])
     assert result.exit_code != 0
     assert "slug" in result.output
+
+
+def test_interrupted_seed_leaves_nothing_and_can_be_rerun(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slug = unique_slug("demo")
+    real_bulk_insert = seed_module._bulk_insert
+
+    def failing_bulk_insert(conn, model, rows):
+        if model is LessonProgress:
+            raise RuntimeError("interrupted")
+        real_bulk_insert(conn, model, rows)
+
+    runner = app.test_cli_runner()
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(seed_module, "_bulk_insert", failing_bulk_insert)
+            result = runner.invoke(args=["seed-demo", *seed_args(slug)])
+        assert result.exit_code != 0
+        with app.app_context():
+            tenant = load_tenant(db.engine, slug)
+            assert tenant is not None  # provisioning committed on its own
+            counts = tenant_counts(db.engine, tenant.schema_name)
+        assert counts["users"] == 1 and counts["courses"] == 0 and counts["enrollments"] == 0
+
+        result = runner.invoke(args=["seed-demo", *seed_args(slug)])
+        assert result.exit_code == 0, result.output
+        assert f"seeded tenant {slug}" in result.output
+        with app.app_context():
+            counts = tenant_counts(db.engine, tenant.schema_name)
+        assert counts["users"] == 1 + INSTRUCTORS + STUDENTS
+        assert counts["courses"] == COURSES and counts["lesson_progress"] > 0
+    finally:
+        with app.app_context():
+            drop_tenant(db.engine, slug)

@@ -34,8 +34,7 @@ CONSTRAINT_INDEXES = {
     "pk_enrollments": "UNIQUE INDEX pk_enrollments ON S.enrollments USING btree (id)",
     "uq_enrollments_user_id_course_id": "UNIQUE INDEX uq_enrollments_user_id_course_id "
     "ON S.enrollments USING btree (user_id, course_id)",
-    "pk_lesson_progress": "UNIQUE INDEX pk_lesson_progress ON S.lesson_progress "
-    "USING btree (id)",
+    "pk_lesson_progress": "UNIQUE INDEX pk_lesson_progress ON S.lesson_progress USING btree (id)",
     "uq_lesson_progress_user_id_lesson_id": "UNIQUE INDEX uq_lesson_progress_user_id_lesson_id "
     "ON S.lesson_progress USING btree (user_id, lesson_id)",
     "pk_user_activity": "UNIQUE INDEX pk_user_activity ON S.user_activity USING btree (id)",
@@ -57,12 +56,12 @@ SECONDARY_INDEXES = {
     "ix_courses_instructor": "INDEX ix_courses_instructor ON S.courses "
     "USING btree (instructor_id, created_at, id)",
     "ix_courses_search": "INDEX ix_courses_search ON S.courses USING gin (search_vector)",
-    "ix_lessons_course": "INDEX ix_lessons_course ON S.lessons USING btree (course_id, order_index)",
+    "ix_lessons_course": "INDEX ix_lessons_course ON S.lessons "
+    "USING btree (course_id, order_index)",
     "ix_lessons_search": "INDEX ix_lessons_search ON S.lessons USING gin (search_vector)",
     "ix_enrollments_user": "INDEX ix_enrollments_user ON S.enrollments "
     "USING btree (user_id, enrolled_at)",
-    "ix_enrollments_course": "INDEX ix_enrollments_course ON S.enrollments "
-    "USING btree (course_id)",
+    "ix_enrollments_course": "INDEX ix_enrollments_course ON S.enrollments USING btree (course_id)",
     "ix_enrollments_active": "INDEX ix_enrollments_active ON S.enrollments "
     "USING btree (course_id, user_id, enrolled_at) WHERE ((status)::text = 'active'::text)",
     "ix_lesson_progress_user_course": "INDEX ix_lesson_progress_user_course ON S.lesson_progress "
@@ -208,7 +207,10 @@ def test_seed_index_requirements(app: Flask, make_tenant) -> None:
         found = index_defs(conn, tenant.schema_name)
     expectations = {
         "ix_courses_published": ["ON S.courses", "WHERE is_published"],
-        "ix_courses_active_recent": ["(created_at DESC, id DESC)", "is_published AND (NOT is_archived)"],
+        "ix_courses_active_recent": [
+            "(created_at DESC, id DESC)",
+            "is_published AND (NOT is_archived)",
+        ],
         "ix_lesson_progress_completed": ["WHERE (completed_at IS NOT NULL)"],
         "ix_lesson_progress_user_status": ["WHERE (progress_percentage = 100)"],
         "ix_lesson_progress_completed_analytics": ["WHERE (progress_percentage = 100)"],
@@ -309,7 +311,11 @@ def test_public_registry_matches_its_model(app: Flask) -> None:
                     k: v for k, v in index_defs(conn, "public").items() if " S.tenants " in v
                 }
                 assert public_indexes == index_defs(conn, scratch)
-                assert set(public_indexes) == {"pk_tenants", "uq_tenants_slug", "uq_tenants_schema_name"}
+                assert set(public_indexes) == {
+                    "pk_tenants",
+                    "uq_tenants_slug",
+                    "uq_tenants_schema_name",
+                }
         finally:
             with engine.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{scratch}" CASCADE'))

@@ -76,8 +76,10 @@ class UserBulkRequest(Schema):
 
     @validates("users")
     def _no_duplicates(self, users, **_):
+        # Items that failed their own validation arrive here without their bad fields.
+        emails = [u["email"] for u in users if "email" in u]
         seen: set[str] = set()
-        dupes = sorted({u["email"] for u in users if u["email"] in seen or seen.add(u["email"])})
+        dupes = sorted({e for e in emails if e in seen or seen.add(e)})
         if dupes:
             raise ValidationError(f"duplicate e-mails in this request: {', '.join(dupes[:20])}")
         with_password = sum(1 for u in users if u.get("password"))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, g, request
+from sqlalchemy.exc import ProgrammingError
 
-from lms_app.errors import abort
+from lms_app.errors import abort, error_response, unexpected_error_response
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo
-from lms_app.tenancy.registry import TenantRegistry
+from lms_app.tenancy.registry import TenantRegistry, load_tenant
 from lms_app.tenancy.slugs import SLUG_PATTERN
 
 TENANT_URL_PREFIX = "/api/v1/"
 TENANT_HEADER = "X-Tenant"
+# undefined_table, invalid_schema_name: what a query meets in a dropped schema.
+MISSING_RELATION_CODES = frozenset({"42P01", "3F000"})
 
 
 def registry() -> TenantRegistry:
@@ -27,7 +30,8 @@ def slug_from_request() -> str | None:
         host = request.host.split(":", 1)[0].lower()
         suffix = "." + base.lower()
         if host.endswith(suffix) and host != suffix[1:]:
-            return host[: -len(suffix)]
+            # Host names cannot carry "_", slugs cannot carry "-": my-school -> my_school.
+            return host[: -len(suffix)].replace("-", "_")
     return None
 
 
@@ -47,6 +51,17 @@ def resolve_tenant() -> TenantInfo:
     return tenant
 
 
+def _schema_gone(exc: ProgrammingError):
+    """A tenant dropped by another process while this one still had it cached."""
+    tenant = g.get("tenant")
+    if tenant is None or getattr(exc.orig, "pgcode", None) not in MISSING_RELATION_CODES:
+        return unexpected_error_response(exc)
+    registry().invalidate(tenant.slug)
+    if load_tenant(db.engine, tenant.slug) is not None:
+        return unexpected_error_response(exc)  # the school exists: a real fault
+    return error_response(404, f"unknown tenant {tenant.slug!r}")
+
+
 def _before_request() -> None:
     if request.path.startswith(TENANT_URL_PREFIX):
         g.tenant = resolve_tenant()
@@ -55,3 +70,4 @@ def _before_request() -> None:
 def init_app(app: Flask) -> None:
     app.extensions["lms_tenant_registry"] = TenantRegistry(app.config["TENANT_CACHE_TTL"])
     app.before_request(_before_request)
+    app.register_error_handler(ProgrammingError, _schema_gone)

@@ -1,0 +1,297 @@
+"""Reads of learning, each one hand-shaped statement (the tests hold the query budgets).
+
+Core over the mapped tables: the hot paths need no ORM identity map, and a row per
+result is all the routes dump. Per-row progress comes from a LATERAL aggregate over
+the (user_id, course_id) index of lesson_progress, so a page costs one statement
+whatever its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Numeric,
+    Row,
+    and_,
+    bindparam,
+    cast,
+    func,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from lms_app.accounts.models import User
+from lms_app.catalog.models import Course, Lesson
+from lms_app.extensions import db
+from lms_app.learning.models import Enrollment, LessonProgress
+
+users = User.__table__
+courses = Course.__table__
+lessons = Lesson.__table__
+enrollments = Enrollment.__table__
+progress = LessonProgress.__table__
+
+
+def id_array(name: str) -> ColumnElement[Any]:
+    """A bigint[] parameter: one bind whatever the number of ids."""
+    return cast(bindparam(name), ARRAY(BigInteger))
+
+
+def progress_aggregate(user_id: Any, course_id: Any):
+    """LATERAL (completed_lessons, last_activity) of one user in one course.
+
+    Completed = rows at 100 % whose lesson is still published, so the count agrees
+    with `courses.total_lessons` (published lessons only).
+    """
+    return (
+        select(
+            func.count()
+            .filter(and_(progress.c.progress_percentage == 100, lessons.c.is_published))
+            .label("completed_lessons"),
+            func.max(progress.c.updated_at).label("last_activity"),
+        )
+        .select_from(progress.join(lessons, lessons.c.id == progress.c.lesson_id))
+        .where(progress.c.user_id == user_id, progress.c.course_id == course_id)
+        .lateral("agg")
+    )
+
+
+def percentage(completed: Any, total: Any) -> ColumnElement[Any]:
+    """completed / total x 100, rounded to 2 decimals; 0 for a course without lessons."""
+    return func.coalesce(
+        func.round(cast(completed, Numeric) / func.nullif(total, 0) * 100, 2), 0
+    ).label("progress_percentage")
+
+
+def _lesson_visibility_columns() -> list[ColumnElement[Any]]:
+    return [
+        lessons.c.id,
+        lessons.c.course_id,
+        lessons.c.is_published,
+        courses.c.is_published.label("course_published"),
+        courses.c.is_archived.label("course_archived"),
+        courses.c.instructor_id,
+        enrollments.c.status.label("enrollment_status"),
+    ]
+
+
+def _lesson_joins(user_id: int):
+    return lessons.join(courses, courses.c.id == lessons.c.course_id).outerjoin(
+        enrollments,
+        and_(enrollments.c.course_id == lessons.c.course_id, enrollments.c.user_id == user_id),
+    )
+
+
+def lesson_with_progress(lesson_id: int, user_id: int) -> Row[Any] | None:
+    """The lesson, what decides access to it, and the user's progress: one statement."""
+    stmt = (
+        select(
+            *_lesson_visibility_columns(),
+            lessons.c.title,
+            lessons.c.content,
+            lessons.c.order_index,
+            lessons.c.created_at,
+            lessons.c.updated_at,
+            func.coalesce(progress.c.progress_percentage, 0).label("progress_percentage"),
+            func.coalesce(progress.c.time_spent, 0).label("time_spent"),
+            progress.c.completed_at,
+        )
+        .select_from(
+            _lesson_joins(user_id).outerjoin(
+                progress,
+                and_(progress.c.lesson_id == lessons.c.id, progress.c.user_id == user_id),
+            )
+        )
+        .where(lessons.c.id == lesson_id)
+    )
+    return db.session.execute(stmt).first()
+
+
+def lesson_access(lesson_id: int, user_id: int) -> Row[Any] | None:
+    """Why a progress write found nothing to write: the lesson's visibility and enrollment."""
+    stmt = (
+        select(*_lesson_visibility_columns())
+        .select_from(_lesson_joins(user_id))
+        .where(lessons.c.id == lesson_id)
+    )
+    return db.session.execute(stmt).first()
+
+
+def progress_targets(lesson_ids: Sequence[int], user_id: int) -> Sequence[Row[Any]]:
+    """Every lesson of a progress batch with its access facts, plus the transaction's now().
+
+    now() is fixed for the transaction, so the value read here is exactly what a
+    later statement of the same transaction would write as now().
+    """
+    stmt = (
+        select(*_lesson_visibility_columns(), func.now().label("now"))
+        .select_from(_lesson_joins(user_id))
+        .where(lessons.c.id == func.any(id_array("lesson_ids")))
+    )
+    return db.session.execute(stmt, {"lesson_ids": list(lesson_ids)}).all()
+
+
+def course_facts(course_id: int) -> Row[Any] | None:
+    """What staff checks need about a course."""
+    stmt = select(
+        courses.c.id,
+        courses.c.instructor_id,
+        courses.c.is_published,
+        courses.c.is_archived,
+        courses.c.total_lessons,
+    ).where(courses.c.id == course_id)
+    return db.session.execute(stmt).first()
+
+
+def course_progress(course_id: int, user_id: int) -> Row[Any] | None:
+    """The user's progress in a course and their enrollment status: one statement."""
+    agg = progress_aggregate(user_id, courses.c.id)
+    stmt = (
+        select(
+            courses.c.id.label("course_id"),
+            courses.c.title,
+            courses.c.total_lessons,
+            courses.c.instructor_id,
+            courses.c.is_published,
+            courses.c.is_archived,
+            enrollments.c.status.label("enrollment_status"),
+            agg.c.completed_lessons,
+            agg.c.last_activity,
+            percentage(agg.c.completed_lessons, courses.c.total_lessons),
+        )
+        .select_from(
+            courses.outerjoin(
+                enrollments,
+                and_(enrollments.c.course_id == courses.c.id, enrollments.c.user_id == user_id),
+            ).join(agg, true())
+        )
+        .where(courses.c.id == course_id)
+    )
+    return db.session.execute(stmt).first()
+
+
+def _keyset_page(stmt, sort: Any, key: Any, limit: int, after: tuple[datetime, int] | None):
+    """ORDER BY sort DESC, key DESC with a keyset bound, as a subquery.
+
+    The page is cut first and only its rows get the LATERAL progress aggregate:
+    aggregating before LIMIT would cost one aggregate per enrollment of the course.
+    """
+    if after is not None:
+        stmt = stmt.where(tuple_(sort, key) < tuple_(*after))
+    return stmt.order_by(sort.desc(), key.desc()).limit(limit + 1).subquery("page")
+
+
+def my_courses(user_id: int, limit: int, after: tuple[datetime, int] | None) -> list[Row[Any]]:
+    """A page of the user's live enrollments with course and progress: one statement."""
+    page = _keyset_page(
+        select(
+            courses.c.id,
+            courses.c.title,
+            courses.c.description,
+            courses.c.difficulty_level,
+            courses.c.estimated_hours,
+            courses.c.thumbnail_url,
+            courses.c.category_id,
+            courses.c.instructor_id,
+            courses.c.total_lessons,
+            courses.c.created_at,
+            enrollments.c.id.label("enrollment_id"),
+            enrollments.c.user_id,
+            enrollments.c.status.label("enrollment_status"),
+            enrollments.c.enrolled_at,
+        )
+        .select_from(enrollments.join(courses, courses.c.id == enrollments.c.course_id))
+        .where(
+            enrollments.c.user_id == user_id,
+            enrollments.c.status != "dropped",
+            # What a learner may open: a course unpublished or archived after they
+            # enrolled drops out of their list (its rows stay).
+            courses.c.is_published,
+            ~courses.c.is_archived,
+        ),
+        enrollments.c.enrolled_at,
+        enrollments.c.id,
+        limit,
+        after,
+    )
+    agg = progress_aggregate(page.c.user_id, page.c.id)
+    stmt = (
+        select(
+            *(c for c in page.c if c.key != "user_id"),
+            agg.c.completed_lessons,
+            agg.c.last_activity,
+            percentage(agg.c.completed_lessons, page.c.total_lessons),
+        )
+        .select_from(page.join(agg, true()))
+        .order_by(page.c.enrolled_at.desc(), page.c.enrollment_id.desc())
+    )
+    return list(db.session.execute(stmt).all())
+
+
+def course_enrollments(
+    course_id: int,
+    total_lessons: int,
+    limit: int,
+    after: tuple[datetime, int] | None,
+    status: str | None,
+) -> list[Row[Any]]:
+    """A page of a course's enrollments with user and progress: one statement."""
+    filtered = select(
+        enrollments.c.id,
+        enrollments.c.user_id,
+        enrollments.c.course_id,
+        enrollments.c.status,
+        enrollments.c.enrolled_at,
+    ).where(enrollments.c.course_id == course_id)
+    if status is not None:
+        filtered = filtered.where(enrollments.c.status == status)
+    page = _keyset_page(filtered, enrollments.c.enrolled_at, enrollments.c.id, limit, after)
+    agg = progress_aggregate(page.c.user_id, page.c.course_id)
+    stmt = (
+        select(
+            page.c.id,
+            page.c.status,
+            page.c.enrolled_at,
+            users.c.id.label("user_id"),
+            users.c.name,
+            users.c.email,
+            agg.c.completed_lessons,
+            agg.c.last_activity,
+            percentage(agg.c.completed_lessons, bindparam("total", total_lessons)),
+        )
+        .select_from(page.join(users, users.c.id == page.c.user_id).join(agg, true()))
+        .order_by(page.c.enrolled_at.desc(), page.c.id.desc())
+    )
+    return list(db.session.execute(stmt).all())
+
+
+def bulk_enroll_conflicts(course_id: int, user_ids: Sequence[int]) -> Sequence[Row[Any]]:
+    """Ids of a bulk enroll that are unknown users, or whose enrollment is dropped.
+
+    One statement for 10,000 ids: the array is unnested and anti/outer-joined.
+    """
+    ids = func.unnest(id_array("user_ids")).table_valued("id").render_derived(name="ids")
+    stmt = (
+        select(ids.c.id, users.c.id.is_(None).label("unknown"))
+        .select_from(
+            ids.outerjoin(users, users.c.id == ids.c.id).outerjoin(
+                enrollments,
+                and_(
+                    enrollments.c.user_id == ids.c.id,
+                    enrollments.c.course_id == course_id,
+                    enrollments.c.status == "dropped",
+                ),
+            )
+        )
+        .where(or_(users.c.id.is_(None), enrollments.c.id.is_not(None)))
+        .order_by(ids.c.id)
+    )
+    return db.session.execute(stmt, {"user_ids": list(user_ids)}).all()
