@@ -61,7 +61,10 @@ SECONDARY_INDEXES = {
     "ix_lessons_search": "INDEX ix_lessons_search ON S.lessons USING gin (search_vector)",
     "ix_enrollments_user": "INDEX ix_enrollments_user ON S.enrollments "
     "USING btree (user_id, enrolled_at)",
-    "ix_enrollments_course": "INDEX ix_enrollments_course ON S.enrollments USING btree (course_id)",
+    "ix_enrollments_course": (
+        "INDEX ix_enrollments_course ON S.enrollments USING btree "
+        "(course_id, enrolled_at DESC, id DESC)"
+    ),
     "ix_enrollments_active": "INDEX ix_enrollments_active ON S.enrollments "
     "USING btree (course_id, user_id, enrolled_at) WHERE ((status)::text = 'active'::text)",
     "ix_lesson_progress_user_course": "INDEX ix_lesson_progress_user_course ON S.lesson_progress "

@@ -29,7 +29,8 @@ def engine_options(pool: PoolSettings, application_name: str = "lms_app") -> dic
             "connect_timeout": pool.connect_timeout_s,
             "application_name": application_name,
             # A server-side cap so one runaway report cannot hold a connection.
-            "options": f"-c statement_timeout={pool.statement_timeout_ms}",
+            # UTC sessions: timestamps leave the database with a +00:00 offset.
+            "options": f"-c statement_timeout={pool.statement_timeout_ms} -c timezone=UTC",
             "keepalives": 1,
             "keepalives_idle": pool.keepalives_idle_s,
             "keepalives_interval": 10,

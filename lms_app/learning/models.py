@@ -36,7 +36,8 @@ class Enrollment(TenantBase):
         UniqueConstraint("user_id", "course_id"),
         CheckConstraint(f"status IN {ENROLLMENT_STATUSES!r}", name="status"),
         Index("ix_enrollments_user", "user_id", "enrolled_at"),
-        Index("ix_enrollments_course", "course_id"),
+        # The seed's (course_id), extended to serve the roster's keyset order.
+        Index("ix_enrollments_course", "course_id", text("enrolled_at DESC"), text("id DESC")),
         Index(
             "ix_enrollments_active",
             "course_id",

@@ -45,7 +45,12 @@ INDEXES = [
     ("ix_lessons_course", "lessons", ["course_id", "order_index"], {}),
     ("ix_lessons_search", "lessons", ["search_vector"], {"postgresql_using": "gin"}),
     ("ix_enrollments_user", "enrollments", ["user_id", "enrolled_at"], {}),
-    ("ix_enrollments_course", "enrollments", ["course_id"], {}),
+    (
+        "ix_enrollments_course",
+        "enrollments",
+        ["course_id", sa.text("enrolled_at DESC"), sa.text("id DESC")],
+        {},
+    ),
     (
         "ix_enrollments_active",
         "enrollments",
