@@ -101,7 +101,7 @@ def test_pool_defaults_follow_the_seed() -> None:
     assert options["pool_recycle"] == 1800
     assert options["pool_pre_ping"] is True
     connect = options["connect_args"]
-    assert connect["options"] == "-c statement_timeout=30000"
+    assert connect["options"] == "-c statement_timeout=30000 -c timezone=UTC"
     assert connect["keepalives"] == 1
     assert connect["keepalives_idle"] == pool.keepalives_idle_s
 
@@ -120,7 +120,7 @@ def test_pool_overrides() -> None:
     assert (pool.size, pool.max_overflow, pool.timeout_s, pool.recycle_s) == (2, 0, 3, 600)
     assert pool.pre_ping is False
     assert pool.statement_timeout_ms == 5000
-    assert engine_options(pool)["connect_args"]["options"] == "-c statement_timeout=5000"
+    assert engine_options(pool)["connect_args"]["options"] == "-c statement_timeout=5000 -c timezone=UTC"
 
 
 def test_slow_query_default_and_override() -> None:

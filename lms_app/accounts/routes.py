@@ -50,25 +50,25 @@ def issue_token(data):
 
 
 @blp.route("/me")
-@blp.response(200, UserSchema)
 @auth_required()
+@blp.response(200, UserSchema)
 def me():
     return _get_user_or_404(current_user().id)
 
 
 @blp.route("/users")
 class Users(MethodView):
+    @auth_required("admin")
     @blp.arguments(UserListArgs, location="query")
     @blp.response(200, UserPage)
-    @auth_required("admin")
     def get(self, args):
         rows = service.list_users(args.get("role"), args["after"], args["limit"])
         items, next_cursor = page(rows, args["limit"], lambda u: (u.created_at, u.id))
         return {"items": items, "next_cursor": next_cursor}
 
+    @auth_required("admin")
     @blp.arguments(UserCreate)
     @blp.response(201, UserSchema)
-    @auth_required("admin")
     def post(self, data):
         try:
             return service.create_user(data)
@@ -77,9 +77,9 @@ class Users(MethodView):
 
 
 @blp.route("/users/bulk", methods=["POST"])
+@auth_required("admin")
 @blp.arguments(UserBulkRequest)
 @blp.response(200, BulkResult)
-@auth_required("admin")
 def bulk_users(data):
     result = service.bulk_upsert_users(data["users"])
     return {"created": result.inserted, "updated": result.updated}
@@ -100,15 +100,15 @@ def _self_or_admin(user_id: int) -> None:
 
 @blp.route("/users/<id:user_id>")
 class UserById(MethodView):
-    @blp.response(200, UserSchema)
     @auth_required()
+    @blp.response(200, UserSchema)
     def get(self, user_id):
         _self_or_admin(user_id)
         return _get_user_or_404(user_id)
 
+    @auth_required()
     @blp.arguments(UserPatch)
     @blp.response(200, UserSchema)
-    @auth_required()
     def patch(self, changes, user_id):
         _self_or_admin(user_id)
         me = current_user()

@@ -13,8 +13,8 @@ blp = Blueprint("analytics", __name__, url_prefix="/api/v1", description="Analyt
 
 
 @blp.route("/analytics/courses/<id:course_id>")
-@blp.response(200, CourseAnalytics)
 @auth_required("admin", "instructor")
+@blp.response(200, CourseAnalytics)
 def course_analytics(course_id: int):
     figures = queries.course_analytics(course_id)
     if figures is None:
@@ -26,8 +26,8 @@ def course_analytics(course_id: int):
 
 
 @blp.route("/analytics/users/<id:user_id>")
-@blp.response(200, UserAnalytics)
 @auth_required()
+@blp.response(200, UserAnalytics)
 def user_analytics(user_id: int):
     me = current_user()
     if not me.is_admin and me.id != user_id:

@@ -15,54 +15,54 @@ blp = Blueprint("learning", __name__, url_prefix="/api/v1", description="learnin
 STAFF = ("admin", "instructor")
 
 
+@auth_required()
 @blp.get("/lessons/<id:lesson_id>")
 @blp.response(200, schemas.LessonWithProgressSchema)
-@auth_required()
 def get_lesson(lesson_id: int) -> dict[str, Any]:
     """A lesson with the current user's progress (enrolled learners and course staff)."""
     return service.lesson_for(current_user(), lesson_id)
 
 
+@auth_required()
 @blp.post("/courses/<id:course_id>/enroll")
 @blp.response(201, schemas.EnrollmentSchema)
 @blp.alt_response(200, schema=schemas.EnrollmentSchema, description="already enrolled")
-@auth_required()
 def enroll(course_id: int) -> tuple[dict[str, Any], int]:
     """Enroll yourself in a published course: 201 when this call enrolled you, else 200."""
     enrollment, created = service.enroll_self(current_user(), course_id)
     return enrollment, 201 if created else 200
 
 
+@auth_required(*STAFF)
 @blp.post("/courses/<id:course_id>/enrollments")
 @blp.arguments(schemas.BulkEnrollSchema)
 @blp.response(200, schemas.BulkEnrollResultSchema)
-@auth_required(*STAFF)
 def bulk_enroll(body: dict[str, Any], course_id: int) -> dict[str, int]:
     """Enroll up to 10,000 users; unknown ids reject the call and nothing is written."""
     return service.bulk_enroll(current_user(), course_id, body["user_ids"])
 
 
+@auth_required(*STAFF)
 @blp.get("/courses/<id:course_id>/enrollments")
 @blp.arguments(schemas.EnrollmentListArgsSchema, location="query")
 @blp.response(200, schemas.EnrollmentPageSchema)
-@auth_required(*STAFF)
 def list_enrollments(args: dict[str, Any], course_id: int) -> dict[str, Any]:
     """A course's enrollments, newest first, with user and progress (keyset pages)."""
     return service.enrollment_page(current_user(), course_id, args)
 
 
+@auth_required()
 @blp.delete("/courses/<id:course_id>/enrollments/<id:user_id>")
 @blp.response(204)
-@auth_required()
 def drop_enrollment(course_id: int, user_id: int) -> None:
     """Drop an enrollment (course staff, or the learner themself); progress is kept."""
     service.drop_enrollment(current_user(), course_id, user_id)
 
 
+@auth_required()
 @blp.put("/lessons/<id:lesson_id>/progress")
 @blp.arguments(schemas.ProgressUpdateSchema)
 @blp.response(200, schemas.LessonProgressSchema)
-@auth_required()
 def put_progress(body: dict[str, Any], lesson_id: int) -> dict[str, Any]:
     """Record progress: never goes down, time_spent adds up, completed_at is set once."""
     return service.record_progress(
@@ -70,28 +70,28 @@ def put_progress(body: dict[str, Any], lesson_id: int) -> dict[str, Any]:
     )
 
 
+@auth_required()
 @blp.post("/progress/batch")
 @blp.arguments(schemas.ProgressBatchSchema)
 @blp.response(200, schemas.ProgressBatchResultSchema)
-@auth_required()
 def progress_batch(body: dict[str, Any]) -> dict[str, int]:
     """Up to 1,000 progress updates, all or nothing (per-item errors on 422)."""
     return {"updated": service.record_progress_batch(current_user(), body["updates"])}
 
 
+@auth_required()
 @blp.get("/courses/<id:course_id>/progress")
 @blp.arguments(schemas.CourseProgressArgsSchema, location="query")
 @blp.response(200, schemas.CourseProgressSchema)
-@auth_required()
 def course_progress(args: dict[str, Any], course_id: int) -> dict[str, Any]:
     """Progress in a course; course staff may pass ?user_id= for a learner's."""
     return service.course_progress(current_user(), course_id, args["user_id"])
 
 
+@auth_required()
 @blp.get("/me/courses")
 @blp.arguments(CursorPageArgs, location="query")
 @blp.response(200, schemas.MyCoursesPageSchema)
-@auth_required()
 def my_courses(args: dict[str, Any]) -> dict[str, Any]:
     """The current user's courses (not dropped), newest enrollment first, with progress."""
     return service.my_courses_page(current_user(), args)

@@ -34,6 +34,11 @@ def Id(**kwargs: Any) -> fields.Integer:
     return fields.Integer(strict=True, validate=validate.Range(1, BIGINT_MAX), **kwargs)
 
 
-def Flag(**kwargs: Any) -> fields.Boolean:
+class Flag(fields.Boolean):
     """A JSON boolean only: "yes", 1 or "false" are 422s, not guesses."""
-    return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        # 1 == True in Python, so truthy/falsy sets alone would let 0 and 1 in.
+        if type(value) is not bool:
+            raise self.make_error("invalid")
+        return value

@@ -1,0 +1,344 @@
+"""Error shape (API.md "Errors") and the OpenAPI document (issue 4 item 1).
+
+Every error is JSON `{code, status, message[, errors on 422]}`: never an HTML
+page, never a traceback. `/openapi.json` is an OpenAPI 3 document describing every
+route of API.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from http import HTTPStatus
+
+import pytest
+from flask import Flask
+
+from lms_app.extensions import db
+from lms_app.tenancy.context import TenantInfo
+from tests.conftest import ADMIN_PASSWORD, add_user, login, make_app, tenant_headers, user_email
+
+PLATFORM = {"Authorization": "Bearer test-platform-key"}
+
+
+def assert_error(response, code: int) -> dict:
+    text = response.get_data(as_text=True)
+    assert response.status_code == code, (response.status_code, text)
+    assert response.mimetype == "application/json", (response.content_type, text)
+    assert not text.lstrip().startswith("<"), text
+    assert "Traceback" not in text and 'File "' not in text, text
+    body = response.get_json()
+    assert body["code"] == code
+    assert body["status"] == HTTPStatus(code).phrase
+    assert isinstance(body["message"], str) and body["message"]
+    if code == 422:
+        assert isinstance(body["errors"], dict) and body["errors"]
+    else:
+        assert "errors" not in body, body
+    assert set(body) <= {"code", "status", "message", "errors"}
+    return body
+
+
+@pytest.fixture(scope="module")
+def tenant(make_tenant) -> TenantInfo:
+    return make_tenant()
+
+
+@pytest.fixture(scope="module")
+def admin(app, tenant) -> dict[str, str]:
+    return login(app.test_client(), tenant, f"admin@{tenant.slug}.test", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def own_app(database_url, redis_url, tmp_path) -> Iterator[Flask]:
+    fresh = make_app(database_url, redis_url, tmp_path)
+    yield fresh
+    with fresh.app_context():
+        db.engine.dispose()
+
+
+# --- status codes and the error shape ------------------------------------------------------
+
+
+def test_unknown_route_is_404_json(client, tenant, admin):
+    assert_error(client.get("/nope"), 404)
+    assert_error(client.get("/api/v1/nope", headers=tenant_headers(tenant)), 404)
+    assert_error(client.get("/api/v1/nope", headers=admin), 404)
+    assert_error(client.post("/api/v1/users/1/nope", json={}, headers=admin), 404)
+    assert_error(client.get("/platform/nope", headers=PLATFORM), 404)
+    # A path parameter that is not an id is no route either (not a 500).
+    assert_error(client.get("/api/v1/users/abc", headers=admin), 404)
+    assert_error(client.get("/api/v1/users/-1", headers=admin), 404)
+    assert_error(client.get("/api/v1/users/99999999999999999999", headers=admin), 404)
+
+
+def test_wrong_method_is_405_json(client, admin):
+    r = client.delete("/api/v1/me", headers=admin)
+    assert_error(r, 405)
+    assert "GET" in r.headers["Allow"]
+    assert_error(client.put("/api/v1/users", json={}, headers=admin), 405)
+    assert_error(client.get("/api/v1/auth/token", headers=admin), 405)
+    assert_error(client.delete("/api/v1/users/bulk", headers=admin), 405)
+    assert_error(client.put("/platform/tenants", json={}, headers=PLATFORM), 405)
+    assert_error(client.post("/healthz"), 405)
+
+
+@pytest.mark.parametrize(
+    ("path", "auth"),
+    [
+        ("/api/v1/auth/token", False),
+        ("/api/v1/users", True),
+        ("/api/v1/users/bulk", True),
+        ("/platform/tenants", None),
+    ],
+)
+@pytest.mark.parametrize("payload", ["{not json", '{"email": "a@b.cd",}', "[1, 2", "\xff\xfe"])
+def test_malformed_json_is_400(client, tenant, admin, path, auth, payload):
+    headers = PLATFORM if auth is None else admin if auth else tenant_headers(tenant)
+    r = client.post(path, data=payload, content_type="application/json", headers=headers)
+    body = assert_error(r, 400)
+    assert "json" in body["message"].lower()
+
+
+def test_wrong_shape_json_is_422(client, tenant, admin):
+    for payload in ([1, 2], "a string", 42, None):
+        r = client.post("/api/v1/users", json=payload, headers=admin)
+        assert_error(r, 422)
+    # A form body where JSON is expected: the required fields are missing.
+    r = client.post(
+        "/api/v1/auth/token",
+        data={"email": "a@b.cd", "password": "x" * 12},
+        headers=tenant_headers(tenant),
+    )
+    assert_error(r, 422)
+
+
+def test_tenant_resolution_errors(client, tenant, admin):
+    token = {"Authorization": admin["Authorization"]}
+    assert_error(client.get("/api/v1/me", headers=token), 400)  # no tenant
+    assert_error(client.get("/api/v1/me", headers={**token, "X-Tenant": "Bad Slug!"}), 400)
+    assert_error(client.get("/api/v1/me", headers={**token, "X-Tenant": "x" * 200}), 400)
+    assert_error(client.get("/api/v1/me", headers={**token, "X-Tenant": "no_such_school"}), 404)
+    # The header is case-insensitive on the slug.
+    r = client.get("/api/v1/me", headers={**admin, "X-Tenant": tenant.slug.upper()})
+    assert r.status_code == 200
+
+
+def test_auth_errors_are_json(app, client, tenant, admin):
+    assert_error(client.get("/api/v1/users", headers=tenant_headers(tenant)), 401)
+    user_id = add_user(app, tenant, "student")
+    student = login(client, tenant, user_email(app, tenant, user_id))
+    assert_error(client.get("/api/v1/users", headers=student), 403)
+    r = client.post(
+        "/api/v1/users",
+        json={
+            "email": user_email(app, tenant, user_id),
+            "name": "X",
+            "role": "student",
+            "password": "long-enough-pw",
+        },
+        headers=admin,
+    )
+    assert_error(r, 409)
+    body = assert_error(client.post("/api/v1/users", json={}, headers=admin), 422)
+    assert set(body["errors"]) >= {"email", "name", "role", "password"}
+    assert all(isinstance(v, list) and v for v in body["errors"].values())
+
+
+def test_body_too_large_is_413_json(own_app, tenant):
+    own_app.config["MAX_CONTENT_LENGTH"] = 1024
+    client = own_app.test_client()
+    big = {"email": "someone@example.test", "password": "p" * 2000}
+    assert_error(client.post("/api/v1/auth/token", json=big, headers=tenant_headers(tenant)), 413)
+    r = client.post(
+        "/platform/tenants",
+        json={
+            "slug": "big_one",
+            "name": "n" * 5000,
+            "admin_email": "a@b.cd",
+            "admin_password": "x" * 12,
+        },
+        headers=PLATFORM,
+    )
+    assert_error(r, 413)
+    assert client.get("/platform/tenants/big_one", headers=PLATFORM).status_code == 404
+    # A body under the limit is served as usual.
+    r = client.post(
+        "/api/v1/auth/token",
+        json={"email": f"admin@{tenant.slug}.test", "password": ADMIN_PASSWORD},
+        headers=tenant_headers(tenant),
+    )
+    assert r.status_code == 200
+
+
+def test_unexpected_exception_is_500_json_without_traceback(database_url, redis_url, tmp_path):
+    app = make_app(database_url, redis_url, tmp_path)
+
+    def boom():
+        raise RuntimeError("secret internals: password=hunter2")
+
+    app.add_url_rule("/boom", "boom", boom)
+    try:
+        body = assert_error(app.test_client().get("/boom"), 500)
+        assert "hunter2" not in body["message"] and "RuntimeError" not in body["message"]
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_no_error_is_ever_html(app, client, tenant, admin):
+    """A sweep over every kind of failure the API can produce."""
+    student_id = add_user(app, tenant, "student")
+    student = login(client, tenant, user_email(app, tenant, student_id))
+    cases = [
+        ("GET", "/", {}, None, 404),
+        ("GET", "/favicon.ico", {}, None, 404),
+        ("GET", "/api/v1", {}, None, 404),
+        ("GET", "/api/v1/", tenant_headers(tenant), None, 404),
+        ("GET", "/api/v1/me", {}, None, 400),
+        ("GET", "/api/v1/me", tenant_headers(tenant), None, 401),
+        ("GET", "/api/v1/users", student, None, 403),
+        ("PATCH", "/api/v1/me", admin, {}, 405),
+        ("POST", "/api/v1/users", admin, {"email": 1}, 422),
+        ("GET", "/api/v1/users?limit=1000", admin, None, 422),
+        ("GET", "/api/v1/users?cursor=%%%", admin, None, 422),
+        ("GET", "/platform/tenants", {}, None, 401),
+        ("GET", "/platform/tenants/unknown_school_xyz", PLATFORM, None, 404),
+        ("DELETE", f"/platform/tenants/{tenant.slug}", PLATFORM, None, 422),
+        ("OPTIONS", "/api/v1/nope", tenant_headers(tenant), None, 404),
+    ]
+    for method, path, headers, body, code in cases:
+        r = client.open(path, method=method, headers=headers, json=body)
+        assert_error(r, code)
+        assert "text/html" not in r.content_type
+
+
+# --- /openapi.json ---------------------------------------------------------------------------
+
+# Every route of API.md, with its methods.
+CONTRACT = {
+    "/api/v1/auth/token": {"post"},
+    "/api/v1/me": {"get"},
+    "/api/v1/me/courses": {"get"},
+    "/api/v1/users": {"get", "post"},
+    "/api/v1/users/bulk": {"post"},
+    "/api/v1/users/{user_id}": {"get", "patch"},
+    "/api/v1/categories": {"get", "post"},
+    "/api/v1/courses": {"get", "post"},
+    "/api/v1/courses/{course_id}": {"get", "patch", "delete"},
+    "/api/v1/courses/{course_id}/lessons": {"post"},
+    "/api/v1/lessons/{lesson_id}": {"get", "patch", "delete"},
+    "/api/v1/courses/{course_id}/enroll": {"post"},
+    "/api/v1/courses/{course_id}/enrollments": {"get", "post"},
+    "/api/v1/courses/{course_id}/enrollments/{user_id}": {"delete"},
+    "/api/v1/lessons/{lesson_id}/progress": {"put"},
+    "/api/v1/progress/batch": {"post"},
+    "/api/v1/courses/{course_id}/progress": {"get"},
+    "/api/v1/search": {"get"},
+    "/api/v1/analytics/courses/{course_id}": {"get"},
+    "/api/v1/analytics/users/{user_id}": {"get"},
+    "/platform/tenants": {"get", "post"},
+    "/platform/tenants/{slug}": {"get", "patch", "delete"},
+}
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+@pytest.fixture(scope="module")
+def spec(app) -> dict:
+    r = app.test_client().get("/openapi.json")
+    assert r.status_code == 200
+    assert r.mimetype == "application/json"
+    return r.get_json()
+
+
+def test_openapi_lists_every_path_of_the_contract(spec):
+    missing = sorted(set(CONTRACT) - set(spec["paths"]))
+    assert not missing, f"paths of API.md missing from /openapi.json: {missing}"
+
+
+def test_openapi_lists_every_method_of_the_contract(spec):
+    missing = sorted(
+        f"{method.upper()} {path}"
+        for path, methods in CONTRACT.items()
+        for method in methods - set(spec["paths"].get(path, {}))
+    )
+    assert not missing, f"operations of API.md missing from /openapi.json: {missing}"
+
+
+def _refs(node) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def _resolve(spec: dict, ref: str):
+    assert ref.startswith("#/"), f"external reference {ref}"
+    node = spec
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        assert isinstance(node, dict) and part in node, f"unresolvable reference {ref}"
+        node = node[part]
+    return node
+
+
+def test_openapi_is_a_valid_openapi_3_document(spec):
+    assert re.fullmatch(r"3\.\d+\.\d+", spec["openapi"])
+    assert spec["info"]["title"] and spec["info"]["version"]
+    assert isinstance(spec["paths"], dict) and spec["paths"]
+    assert "bearerAuth" in spec["components"]["securitySchemes"]
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    for ref in set(_refs(spec)):
+        _resolve(spec, ref)
+
+    operation_ids: list[str] = []
+    for path, item in spec["paths"].items():
+        assert path.startswith("/"), path
+        templated = set(re.findall(r"{([^}]+)}", path))
+        path_level = {p["name"] for p in item.get("parameters", []) if p.get("in") == "path"}
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            assert method in HTTP_METHODS, (path, method)
+            responses = operation["responses"]
+            assert responses, (path, method)
+            assert all(re.fullmatch(r"[1-5]\d\d|[1-5]XX|default", code) for code in responses)
+            declared = path_level | {
+                p["name"] for p in operation.get("parameters", []) if p.get("in") == "path"
+            }
+            assert declared == templated, (path, method, declared)
+            for p in [*item.get("parameters", []), *operation.get("parameters", [])]:
+                assert p["in"] in {"path", "query", "header", "cookie"}, p
+                if p["in"] == "path":
+                    assert p["required"] is True, p
+            if "requestBody" in operation:
+                assert operation["requestBody"]["content"], (path, method)
+            if "operationId" in operation:
+                operation_ids.append(operation["operationId"])
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+def test_openapi_describes_bodies_and_ids(spec):
+    paths = spec["paths"]
+    create = paths["/api/v1/users"]["post"]
+    schema = _resolve(spec, create["requestBody"]["content"]["application/json"]["schema"]["$ref"])
+    assert set(schema["required"]) >= {"email", "name", "role", "password"}
+    assert schema["properties"]["role"]["enum"] == ["admin", "instructor", "student"]
+    assert "201" in create["responses"]
+    token = paths["/api/v1/auth/token"]["post"]
+    token_body = _resolve(
+        spec, token["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    )
+    assert set(token_body["required"]) == {"email", "password"}
+    assert token.get("security") == []  # no token needed to get one
+    user_param = paths["/api/v1/users/{user_id}"]["parameters"][0]
+    assert user_param["schema"]["type"] == "integer"
+    assert "204" in paths["/platform/tenants/{slug}"]["delete"]["responses"]
+    # Passwords are write-only: never part of a response schema.
+    user = _resolve(spec, "#/components/schemas/User")
+    assert not {"password", "password_hash"} & set(user["properties"])
