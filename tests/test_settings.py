@@ -120,7 +120,10 @@ def test_pool_overrides() -> None:
     assert (pool.size, pool.max_overflow, pool.timeout_s, pool.recycle_s) == (2, 0, 3, 600)
     assert pool.pre_ping is False
     assert pool.statement_timeout_ms == 5000
-    assert engine_options(pool)["connect_args"]["options"] == "-c statement_timeout=5000 -c timezone=UTC"
+    assert (
+        engine_options(pool)["connect_args"]["options"]
+        == "-c statement_timeout=5000 -c timezone=UTC"
+    )
 
 
 def test_slow_query_default_and_override() -> None:
