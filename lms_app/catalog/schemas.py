@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, fields, post_load, validate
 
 from lms_app.catalog.models import DIFFICULTY_LEVELS
-from lms_app.web.fields import Id, Text
+from lms_app.web.fields import BIGINT_MAX, Flag, Id, Text
 from lms_app.web.pagination import CursorPageArgs, PageArgs, PageSchema, decode_cursor
 
 INT4_MAX = 2**31 - 1
@@ -66,8 +66,13 @@ class CategoryPageSchema(PageSchema):
 # --- courses ---------------------------------------------------------------------
 
 
+def _query_id(**kwargs: Any) -> fields.Integer:
+    """An id in a query string: arrives as text, so not strict like `Id()`."""
+    return fields.Integer(validate=validate.Range(1, BIGINT_MAX), **kwargs)
+
+
 class CourseListArgs(CursorPageArgs):
-    category_id = Id(load_default=None)
+    category_id = _query_id(load_default=None)
     difficulty_level = _difficulty(load_default=None)
 
 
@@ -101,7 +106,7 @@ class _CourseFields(Schema):
         strict=True, allow_none=True, validate=validate.Range(0, MAX_ESTIMATED_HOURS)
     )
     thumbnail_url = _thumbnail_url()
-    is_published = fields.Boolean()
+    is_published = Flag()
     # Admins only (checked by the service): hand the course to another instructor.
     instructor_id = Id()
 
@@ -110,7 +115,7 @@ class CourseCreateSchema(_CourseFields):
     title = Stripped(required=True, min_length=1, max_length=200)
     description = Text(max_length=10_000, load_default="")
     difficulty_level = _difficulty(load_default="beginner")
-    is_published = fields.Boolean(load_default=False)
+    is_published = Flag(load_default=False)
 
 
 class CourseUpdateSchema(_CourseFields):
@@ -158,13 +163,13 @@ class _LessonFields(Schema):
     title = Stripped(min_length=1, max_length=200)
     content = Text(max_length=1_000_000)
     order_index = fields.Integer(strict=True, validate=validate.Range(0, INT4_MAX))
-    is_published = fields.Boolean()
+    is_published = Flag()
 
 
 class LessonCreateSchema(_LessonFields):
     title = Stripped(required=True, min_length=1, max_length=200)
     content = Text(max_length=1_000_000, load_default="")
-    is_published = fields.Boolean(load_default=True)
+    is_published = Flag(load_default=True)
 
 
 class LessonUpdateSchema(_LessonFields):

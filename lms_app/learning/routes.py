@@ -15,16 +15,16 @@ blp = Blueprint("learning", __name__, url_prefix="/api/v1", description="learnin
 STAFF = ("admin", "instructor")
 
 
-@auth_required()
 @blp.get("/lessons/<id:lesson_id>")
+@auth_required()
 @blp.response(200, schemas.LessonWithProgressSchema)
 def get_lesson(lesson_id: int) -> dict[str, Any]:
     """A lesson with the current user's progress (enrolled learners and course staff)."""
     return service.lesson_for(current_user(), lesson_id)
 
 
-@auth_required()
 @blp.post("/courses/<id:course_id>/enroll")
+@auth_required()
 @blp.response(201, schemas.EnrollmentSchema)
 @blp.alt_response(200, schema=schemas.EnrollmentSchema, description="already enrolled")
 def enroll(course_id: int) -> tuple[dict[str, Any], int]:
@@ -33,8 +33,8 @@ def enroll(course_id: int) -> tuple[dict[str, Any], int]:
     return enrollment, 201 if created else 200
 
 
-@auth_required(*STAFF)
 @blp.post("/courses/<id:course_id>/enrollments")
+@auth_required(*STAFF)
 @blp.arguments(schemas.BulkEnrollSchema)
 @blp.response(200, schemas.BulkEnrollResultSchema)
 def bulk_enroll(body: dict[str, Any], course_id: int) -> dict[str, int]:
@@ -42,8 +42,8 @@ def bulk_enroll(body: dict[str, Any], course_id: int) -> dict[str, int]:
     return service.bulk_enroll(current_user(), course_id, body["user_ids"])
 
 
-@auth_required(*STAFF)
 @blp.get("/courses/<id:course_id>/enrollments")
+@auth_required(*STAFF)
 @blp.arguments(schemas.EnrollmentListArgsSchema, location="query")
 @blp.response(200, schemas.EnrollmentPageSchema)
 def list_enrollments(args: dict[str, Any], course_id: int) -> dict[str, Any]:
@@ -51,16 +51,16 @@ def list_enrollments(args: dict[str, Any], course_id: int) -> dict[str, Any]:
     return service.enrollment_page(current_user(), course_id, args)
 
 
-@auth_required()
 @blp.delete("/courses/<id:course_id>/enrollments/<id:user_id>")
+@auth_required()
 @blp.response(204)
 def drop_enrollment(course_id: int, user_id: int) -> None:
     """Drop an enrollment (course staff, or the learner themself); progress is kept."""
     service.drop_enrollment(current_user(), course_id, user_id)
 
 
-@auth_required()
 @blp.put("/lessons/<id:lesson_id>/progress")
+@auth_required()
 @blp.arguments(schemas.ProgressUpdateSchema)
 @blp.response(200, schemas.LessonProgressSchema)
 def put_progress(body: dict[str, Any], lesson_id: int) -> dict[str, Any]:
@@ -70,8 +70,8 @@ def put_progress(body: dict[str, Any], lesson_id: int) -> dict[str, Any]:
     )
 
 
-@auth_required()
 @blp.post("/progress/batch")
+@auth_required()
 @blp.arguments(schemas.ProgressBatchSchema)
 @blp.response(200, schemas.ProgressBatchResultSchema)
 def progress_batch(body: dict[str, Any]) -> dict[str, int]:
@@ -79,8 +79,8 @@ def progress_batch(body: dict[str, Any]) -> dict[str, int]:
     return {"updated": service.record_progress_batch(current_user(), body["updates"])}
 
 
-@auth_required()
 @blp.get("/courses/<id:course_id>/progress")
+@auth_required()
 @blp.arguments(schemas.CourseProgressArgsSchema, location="query")
 @blp.response(200, schemas.CourseProgressSchema)
 def course_progress(args: dict[str, Any], course_id: int) -> dict[str, Any]:
@@ -88,8 +88,8 @@ def course_progress(args: dict[str, Any], course_id: int) -> dict[str, Any]:
     return service.course_progress(current_user(), course_id, args["user_id"])
 
 
-@auth_required()
 @blp.get("/me/courses")
+@auth_required()
 @blp.arguments(CursorPageArgs, location="query")
 @blp.response(200, schemas.MyCoursesPageSchema)
 def my_courses(args: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,351 @@
+"""Read paths of the catalog, each with a fixed number of SQL statements.
+
+Lists are Core selects of columns turned into dicts: building ORM objects for a
+page that is only serialised costs more than the query itself at catalog sizes.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Executable,
+    Integer,
+    Result,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, websearch_to_tsquery
+
+from lms_app.accounts.auth import AuthUser
+from lms_app.accounts.models import User
+from lms_app.catalog.models import Category, Course, Lesson
+from lms_app.extensions import db
+from lms_app.learning.models import Enrollment, LessonProgress
+from lms_app.web.pagination import page
+
+CATEGORY_COLUMNS = (Category.id, Category.name, Category.slug)
+
+CATALOG_COLUMNS = (
+    Course.id,
+    Course.title,
+    Course.description,
+    Course.difficulty_level,
+    Course.estimated_hours,
+    Course.thumbnail_url,
+    Course.category_id,
+    Course.instructor_id,
+    Course.total_lessons,
+    Course.created_at,
+)
+
+COURSE_COLUMNS = (
+    *CATALOG_COLUMNS,
+    Course.is_published,
+    Course.is_archived,
+    Course.updated_at,
+)
+
+LESSON_COLUMNS = (
+    Lesson.id,
+    Lesson.course_id,
+    Lesson.title,
+    Lesson.content,
+    Lesson.order_index,
+    Lesson.is_published,
+    Lesson.created_at,
+    Lesson.updated_at,
+)
+
+# Enrollments that still count as "enrolled" for the catalog (dropped ones do not).
+ENROLLED_STATUSES = ("active", "completed")
+
+# Search ranks: a course matching by its own title/description ranks in (0.5, 1),
+# by its vector's ts_rank squashed into [0, 1) (normalisation 32); a course found
+# only through a lesson gets a flat, lower score, so no lesson is ever ranked.
+OWN_MATCH_BASE = 0.5
+LESSON_ONLY_RANK = 0.25
+TS_RANK_SQUASH = 32
+
+_CENT = Decimal("0.01")
+
+# The catalog's order, and search's among equal ranks: ix_courses_active_recent.
+NEWEST_FIRST = (Course.created_at.desc(), Course.id.desc())
+
+
+def _read(stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
+    """Run a read of plain columns on the session's connection.
+
+    These reads build no ORM objects, so the ORM execution layer is pure overhead
+    (about 0.1 ms a statement, measured); the clause still reaches the session's
+    get_bind, so tenant schema and any read routing apply as for session.execute.
+    """
+    connection = db.session.connection(bind_arguments={"clause": stmt})
+    return connection.execute(stmt, params or {})
+
+
+def manages(user: AuthUser, instructor_id: int | None) -> bool:
+    """May `user` change a course whose instructor is `instructor_id`?"""
+    return user.is_admin or (user.role == "instructor" and instructor_id == user.id)
+
+
+def progress_percentage(completed: int, total: int) -> float:
+    """completed / total * 100, rounded half up to 2 decimals (as SQL ROUND does)."""
+    if total <= 0:
+        return 0.0
+    return float((Decimal(completed) * 100 / Decimal(total)).quantize(_CENT, ROUND_HALF_UP))
+
+
+# --- categories ------------------------------------------------------------------
+
+
+def category_page(*, limit: int, after: int | None) -> tuple[list[dict[str, Any]], str | None]:
+    stmt = select(*CATEGORY_COLUMNS).order_by(Category.id).limit(limit + 1)
+    if after is not None:
+        stmt = stmt.where(Category.id > after)
+    rows = _read(stmt).all()
+    items, next_cursor = page(rows, limit, lambda row: (row.id,))
+    return [row._asdict() for row in items], next_cursor
+
+
+# --- catalog ---------------------------------------------------------------------
+
+
+@functools.cache
+def _catalog_statement(by_category: bool, by_difficulty: bool, after: bool) -> Select[Any]:
+    """The page query for one combination of filters, built once: per request only
+    the bound values change, which keeps statement building and SQLAlchemy's cache
+    lookup off the hot path."""
+    stmt = (
+        select(*CATALOG_COLUMNS)
+        # Written exactly as ix_courses_active_recent's predicate so the planner
+        # can use the partial index.
+        .where(Course.is_published, ~Course.is_archived)
+        .order_by(*NEWEST_FIRST)
+        .limit(bindparam("fetch", type_=Integer))
+    )
+    if by_category:
+        stmt = stmt.where(Course.category_id == bindparam("category_id", type_=BigInteger))
+    if by_difficulty:
+        stmt = stmt.where(Course.difficulty_level == bindparam("difficulty_level"))
+    if after:
+        stmt = stmt.where(
+            tuple_(Course.created_at, Course.id)
+            < tuple_(
+                bindparam("after_created_at", type_=DateTime(timezone=True)),
+                bindparam("after_id", type_=BigInteger),
+            )
+        )
+    return stmt
+
+
+def _overlay_statement() -> Select[Any]:
+    page_ids = (
+        func.unnest(cast(bindparam("course_ids"), ARRAY(BigInteger)))
+        .table_valued("id")
+        .render_derived(name="page_ids")
+    )
+    user_id = bindparam("user_id", type_=BigInteger)
+    enrolled = exists().where(
+        Enrollment.user_id == user_id,
+        Enrollment.course_id == page_ids.c.id,
+        Enrollment.status.in_(ENROLLED_STATUSES),
+    )
+    # Served by the partial index on lesson_progress (user_id, course_id) WHERE = 100;
+    # the join drops lessons unpublished since, as total_lessons counts published only.
+    completed = (
+        select(func.count())
+        .select_from(LessonProgress)
+        .join(Lesson, Lesson.id == LessonProgress.lesson_id)
+        .where(
+            LessonProgress.user_id == user_id,
+            LessonProgress.course_id == page_ids.c.id,
+            LessonProgress.progress_percentage == 100,
+            Lesson.is_published,
+        )
+        .scalar_subquery()
+    )
+    return select(page_ids.c.id, enrolled.label("is_enrolled"), completed.label("completed"))
+
+
+OVERLAY_STATEMENT = _overlay_statement()
+
+
+def catalog_page(
+    user_id: int,
+    *,
+    limit: int,
+    after: tuple[datetime, int] | None,
+    category_id: int | None = None,
+    difficulty_level: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One keyset page of the catalog plus the user's overlay: two statements at most."""
+    params: dict[str, Any] = {"fetch": limit + 1}
+    if category_id is not None:
+        params["category_id"] = category_id
+    if difficulty_level is not None:
+        params["difficulty_level"] = difficulty_level
+    if after is not None:
+        params["after_created_at"], params["after_id"] = after
+    stmt = _catalog_statement(category_id is not None, difficulty_level is not None, bool(after))
+    rows = _read(stmt, params).all()
+    page_rows, next_cursor = page(rows, limit, lambda row: (row.created_at, row.id))
+    items = [row._asdict() for row in page_rows]
+    if items:
+        overlay = _user_overlay(user_id, [item["id"] for item in items])
+        for item in items:
+            enrolled, completed = overlay.get(item["id"], (False, 0))
+            item["is_enrolled"] = enrolled
+            item["progress_percentage"] = progress_percentage(completed, item["total_lessons"])
+    return items, next_cursor
+
+
+def _user_overlay(user_id: int, course_ids: list[int]) -> dict[int, tuple[bool, int]]:
+    """course id -> (is_enrolled, published lessons completed), for the given ids only."""
+    rows = _read(OVERLAY_STATEMENT, {"user_id": user_id, "course_ids": course_ids})
+    return {row.id: (row.is_enrolled, row.completed) for row in rows}
+
+
+# --- course detail ---------------------------------------------------------------
+
+
+COURSE_DETAIL_STATEMENT = (
+    select(
+        *COURSE_COLUMNS,
+        Category.name.label("category_name"),
+        Category.slug.label("category_slug"),
+        User.name.label("instructor_name"),
+    )
+    .outerjoin(Category, Category.id == Course.category_id)
+    .outerjoin(User, User.id == Course.instructor_id)
+    .where(Course.id == bindparam("course_id", type_=BigInteger))
+)
+OUTLINE_STATEMENT = (
+    select(Lesson.id, Lesson.title, Lesson.order_index, Lesson.is_published)
+    .where(Lesson.course_id == bindparam("course_id", type_=BigInteger))
+    .order_by(Lesson.order_index, Lesson.id)
+)
+PUBLISHED_OUTLINE_STATEMENT = OUTLINE_STATEMENT.where(Lesson.is_published)
+
+
+def course_detail(course_id: int, user: AuthUser) -> dict[str, Any] | None:
+    """Course + category + instructor (one statement) and the lesson outline (one).
+
+    None when the course does not exist or `user` may not see it, so callers answer
+    404 either way and an unpublished course's existence does not leak.
+    """
+    params = {"course_id": course_id}
+    row = _read(COURSE_DETAIL_STATEMENT, params).first()
+    if row is None:
+        return None
+    staff_view = manages(user, row.instructor_id)
+    if not staff_view and (not row.is_published or row.is_archived):
+        return None
+
+    detail = {column.key: getattr(row, column.key) for column in COURSE_COLUMNS}
+    detail["category"] = (
+        {"id": row.category_id, "name": row.category_name, "slug": row.category_slug}
+        if row.category_name is not None
+        else None
+    )
+    detail["instructor"] = (
+        {"id": row.instructor_id, "name": row.instructor_name}
+        if row.instructor_name is not None
+        else None
+    )
+    outline = OUTLINE_STATEMENT if staff_view else PUBLISHED_OUTLINE_STATEMENT
+    detail["lessons"] = [r._asdict() for r in _read(outline, params)]
+    return detail
+
+
+# --- search ---------------------------------------------------------------------
+
+
+def _matches(vector: ColumnElement[Any], query: ColumnElement[Any]) -> ColumnElement[bool]:
+    return vector.bool_op("@@")(query)
+
+
+def _search_statement() -> Select[Any]:
+    """Published courses matching `q` in their own text or a published lesson, ranked.
+
+    Courses matching by their own title/description rank first, by ts_rank of their
+    (small) vector; courses found only through lessons follow with a flat lower
+    score, newest first. That order lets each half stop at `limit` rows: no lesson
+    is ever ranked (ts_rank de-TOASTs every vector it scores, and lessons hold the
+    large ones), and a common word does not make PostgreSQL collect every matching
+    lesson: it can walk the catalog index newest first and probe each course's
+    lessons, stopping after `limit` hits.
+    """
+    tsquery = websearch_to_tsquery("english", bindparam("q", type_=Text))
+    limit = bindparam("limit", type_=Integer)
+    listed = (Course.is_published, ~Course.is_archived)
+    own_match = _matches(Course.search_vector, tsquery)
+    own_rank = (
+        OWN_MATCH_BASE
+        + (1 - OWN_MATCH_BASE) * func.ts_rank(Course.search_vector, tsquery, TS_RANK_SQUASH)
+    ).label("rank")
+    own_hits = (
+        select(Course.id.label("course_id"), own_rank)
+        .where(own_match, *listed)
+        .order_by(own_rank.desc(), *NEWEST_FIRST)
+        .limit(limit)
+    )
+    lesson_match = exists().where(
+        Lesson.course_id == Course.id,
+        Lesson.is_published,
+        _matches(Lesson.search_vector, tsquery),
+    )
+    # Not "and not own_match": testing every course's vector on the way costs more
+    # than the duplicates, which max() below folds. The newest `limit` courses with
+    # lesson hits always contain the newest lesson-only ones the page can need.
+    lesson_hits = (
+        select(Course.id.label("course_id"), literal(LESSON_ONLY_RANK).label("rank"))
+        .where(*listed, lesson_match)
+        .order_by(*NEWEST_FIRST)
+        .limit(limit)
+    )
+    hits = union_all(own_hits, lesson_hits).subquery("hits")
+    ranked = (
+        select(hits.c.course_id, func.max(hits.c.rank).label("rank"))
+        .group_by(hits.c.course_id)
+        .subquery("ranked")
+    )
+    return (
+        select(
+            Course.id,
+            Course.title,
+            Course.description,
+            Course.difficulty_level,
+            Course.category_id,
+            Course.total_lessons,
+            ranked.c.rank,
+        )
+        .join_from(ranked, Course, Course.id == ranked.c.course_id)
+        # Nothing an index can look up: stop words only ("") match nothing anyway,
+        # negations only ("-python" gives "T") would test every course and lesson.
+        .where(func.querytree(tsquery).not_in(("", "T")))
+        .order_by(ranked.c.rank.desc(), *NEWEST_FIRST)
+        .limit(limit)
+    )
+
+
+SEARCH_STATEMENT = _search_statement()
+
+
+def search_courses(q: str, limit: int) -> list[dict[str, Any]]:
+    rows = _read(SEARCH_STATEMENT, {"q": q, "limit": limit})
+    return [row._asdict() for row in rows]
