@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"5. db-upgrade --jobs {args.jobs}, nothing pending",
                     created,
                     f"wall {run.seconds:.2f} s",
-                    f"in-command {float(parsed['seconds']):.2f} s",
+                    f"in-command {float(parsed['seconds']):.2f} s; rest is process start-up",
                 )
                 problems += verify_all_at_head(engine, created)
             results.problems += problems
@@ -558,6 +558,7 @@ def header(args: argparse.Namespace, facts: dict[str, str]) -> None:
         f"Alembic {alembic.__version__}",
         f"database {make_url(args.database_url).render_as_string(hide_password=True)}; "
         f"--tenants {args.tenants} --jobs {args.jobs} --noop-tenants {args.noop_tenants}",
+        f"code: {code_version()}; load average at start {load_average()}",
     ]
     HEADER.extend(lines)
     for line in lines:
@@ -565,6 +566,34 @@ def header(args: argparse.Namespace, facts: dict[str, str]) -> None:
 
 
 HEADER: list[str] = []
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def code_version() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"{PROJECT_ROOT} (not a git checkout)"
+    return f"git {commit}" + (" with uncommitted changes" if dirty else "")
 
 
 def print_table(results: Results) -> None:
@@ -584,6 +613,7 @@ def print_table(results: Results) -> None:
     for r in rows:
         print(fmt(r))
     print()
+    print(f"load average at end {load_average()} (other work on the machine skews every figure)")
     if results.problems:
         print("PROBLEMS:")
         for p in results.problems:

@@ -475,3 +475,14 @@ def test_index_migration_can_be_rerun(upgrade_env) -> None:
             assert indexes_of(engine, t.schema_name) == ALL_INDEXES
             with engine.connect() as conn:
                 assert invalid_indexes(conn, t.schema_name) == []
+
+
+def test_revisions_read_in_chunks_agree(app: Flask, make_tenant) -> None:
+    """Chunked reads (locks released between chunks) see what one big read sees."""
+    tenants = [make_tenant() for _ in range(3)]
+    schemas = [t.schema_name for t in tenants] + ["t_not_a_tenant"]
+    with app.app_context(), db.engine.connect() as conn:
+        whole = tenant_revisions(conn, schemas)
+        chunked = tenant_revisions(conn, schemas, chunk=1)
+    assert whole == chunked
+    assert whole == {**{t.schema_name: tenant_head() for t in tenants}, "t_not_a_tenant": None}

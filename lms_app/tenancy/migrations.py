@@ -66,17 +66,31 @@ def schemas_with_version_table(conn: Connection, schemas: list[str]) -> set[str]
     return {r[0] for r in rows}
 
 
-def tenant_revisions(conn: Connection, schemas: list[str]) -> dict[str, str | None]:
-    """Every tenant's current revision in one statement (None: not migrated)."""
-    present = schemas_with_version_table(conn, schemas) if schemas else set()
+# Reading a version table locks it (and its key) until the transaction ends;
+# chunks in short transactions keep far below max_locks_per_transaction and keep
+# planning time linear however many schools there are.
+REVISION_CHUNK = 500
+
+
+def tenant_revisions(
+    conn: Connection, schemas: list[str], chunk: int = REVISION_CHUNK
+) -> dict[str, str | None]:
+    """Every tenant's current revision (None: not migrated), one UNION ALL per chunk.
+
+    Commits `conn` after each chunk to release the locks: call it on a connection
+    that holds no transaction of the caller's.
+    """
     found: dict[str, str | None] = dict.fromkeys(schemas)
-    if present:
-        parts = [
-            select(literal(s).label("schema"), column("version_num")).select_from(
-                table(VERSION_TABLE, column("version_num"), schema=s)
-            )
-            for s in sorted(present)
-        ]
-        for schema, version in conn.execute(union_all(*parts)):
-            found[schema] = version
+    for start in range(0, len(schemas), chunk):
+        present = sorted(schemas_with_version_table(conn, schemas[start : start + chunk]))
+        if present:
+            parts = [
+                select(literal(s).label("schema"), column("version_num")).select_from(
+                    table(VERSION_TABLE, column("version_num"), schema=s)
+                )
+                for s in present
+            ]
+            for schema, version in conn.execute(union_all(*parts)):
+                found[schema] = version
+        conn.commit()
     return found
