@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import uuid
@@ -17,7 +18,7 @@ from lms_app import create_app
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo, tenant_scope
 from lms_app.tenancy.migrations import upgrade_public
-from lms_app.tenancy.provisioning import NewTenant, create_tenant, drop_tenant
+from lms_app.tenancy.provisioning import NewTenant, TenantNotFound, create_tenant, drop_tenant
 from lms_app.tenancy.resolver import registry
 from tests import servers
 
@@ -105,10 +106,8 @@ def make_tenant(app: Flask) -> Iterator[Callable[..., TenantInfo]]:
     yield factory
     with app.app_context():
         for slug in created:
-            try:
+            with contextlib.suppress(TenantNotFound):  # the test dropped it itself
                 drop_tenant(db.engine, slug)
-            except Exception:
-                pass  # the test dropped it itself
 
 
 # --- query counting (N+1 guards) ---------------------------------------------

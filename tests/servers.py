@@ -56,27 +56,27 @@ def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def recreate_database(admin_url: str, name: str) -> str:
-    """Drop and create database `name`; returns its SQLAlchemy URL."""
+def _admin_execute(admin_url: str, *statements: sql.Composable) -> None:
     conn = psycopg2.connect(_libpq(admin_url))
     try:
-        conn.autocommit = True
+        conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            for statement in statements:
+                cur.execute(statement)
     finally:
         conn.close()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(admin_url: str, name: str) -> None:
-    conn = psycopg2.connect(_libpq(admin_url))
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    _admin_execute(admin_url, drop)
+
+
+def recreate_database(admin_url: str, name: str) -> str:
+    """Drop and create database `name`; returns its SQLAlchemy URL."""
+    drop_database(admin_url, name)
+    _admin_execute(admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 def _free_port() -> int:
