@@ -90,6 +90,8 @@ class PoolSettings:
     timeout_s: int = 10
     recycle_s: int = 1800
     pre_ping: bool = True
+    # Connections idle longer than this are pinged on checkout (0: ping every time).
+    pre_ping_idle_s: float = 5.0
     statement_timeout_ms: int = 30_000
     connect_timeout_s: int = 10
     keepalives_idle_s: int = 30
@@ -150,6 +152,7 @@ class Settings:
             timeout_s=_int(env, "DB_POOL_TIMEOUT", defaults_pool.timeout_s, 1),
             recycle_s=_int(env, "DB_POOL_RECYCLE", defaults_pool.recycle_s, 1),
             pre_ping=_bool(env, "DB_POOL_PRE_PING", defaults_pool.pre_ping),
+            pre_ping_idle_s=_float(env, "DB_PRE_PING_IDLE_SECONDS", defaults_pool.pre_ping_idle_s),
             statement_timeout_ms=_int(
                 env, "DB_STATEMENT_TIMEOUT_MS", defaults_pool.statement_timeout_ms
             ),

@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config.settings import Settings, SettingsError
 from lms_app.db.engines import engine_options
 from lms_app.db.monitoring import instrument_engine
+from lms_app.db.pool_health import install_idle_ping
 from lms_app.errors import register_error_handlers
 from lms_app.extensions import api, cache, db, limiter
 from lms_app.observability.logging import configure_logging
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     with app.app_context():
         for engine in db.engines.values():
             instrument_engine(engine, settings.slow_query_ms)
+            if settings.pool.pre_ping:
+                install_idle_ping(engine, settings.pool.pre_ping_idle_s)
 
     from lms_app.demo import cli as demo_cli
     from lms_app.tenancy import cli as tenancy_cli

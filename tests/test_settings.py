@@ -92,6 +92,7 @@ def test_pool_defaults_follow_the_seed() -> None:
     assert pool.timeout_s == 10
     assert pool.recycle_s == 1800
     assert pool.pre_ping is True
+    assert pool.pre_ping_idle_s == 5.0
     assert pool.statement_timeout_ms == 30_000
 
     options = engine_options(pool)
@@ -99,7 +100,8 @@ def test_pool_defaults_follow_the_seed() -> None:
     assert options["max_overflow"] == 15
     assert options["pool_timeout"] == 10
     assert options["pool_recycle"] == 1800
-    assert options["pool_pre_ping"] is True
+    # Pre-ping is done by lms_app.db.pool_health on idle connections instead.
+    assert options["pool_pre_ping"] is False
     connect = options["connect_args"]
     assert connect["options"] == "-c statement_timeout=30000 -c timezone=UTC"
     assert connect["keepalives"] == 1

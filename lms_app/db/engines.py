@@ -24,7 +24,8 @@ def engine_options(pool: PoolSettings, application_name: str = "lms_app") -> dic
         "max_overflow": pool.max_overflow,
         "pool_timeout": pool.timeout_s,
         "pool_recycle": pool.recycle_s,
-        "pool_pre_ping": pool.pre_ping,
+        # Pinging is done by lms_app.db.pool_health (idle connections only).
+        "pool_pre_ping": False,
         "connect_args": {
             "connect_timeout": pool.connect_timeout_s,
             "application_name": application_name,
