@@ -12,7 +12,7 @@ import re
 import pytest
 from flask import Flask
 
-from tests.conftest import tenant_headers
+from tests.conftest import ADMIN_PASSWORD, login, tenant_headers
 
 PUBLIC = {("POST", "/api/v1/auth/token"), ("GET", "/api/v1/tenant")}
 
@@ -51,6 +51,19 @@ def test_no_token_is_401_everywhere(app: Flask, client, make_tenant) -> None:
 def test_bad_token_is_401_everywhere(app: Flask, client, make_tenant, token: str) -> None:
     tenant = make_tenant()
     headers = {**tenant_headers(tenant), "Authorization": f"Bearer {token}"}
+    failures = []
+    for method, path in tenant_routes(app):
+        r = client.open(path, method=method, json={"bogus": True}, headers=headers)
+        if r.status_code != 401:
+            failures.append((method, path, r.status_code))
+    assert failures == []
+
+
+def test_other_tenants_token_is_401_everywhere(app: Flask, client, make_tenant) -> None:
+    """A valid admin token of school A opens nothing in school B, whatever the route."""
+    school_a, school_b = make_tenant(), make_tenant()
+    token_a = login(client, school_a, f"admin@{school_a.slug}.test", ADMIN_PASSWORD)
+    headers = {**tenant_headers(school_b), "Authorization": token_a["Authorization"]}
     failures = []
     for method, path in tenant_routes(app):
         r = client.open(path, method=method, json={"bogus": True}, headers=headers)
