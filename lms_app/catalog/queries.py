@@ -21,7 +21,6 @@ from sqlalchemy import (
     Select,
     Text,
     bindparam,
-    cast,
     exists,
     func,
     literal,
@@ -29,11 +28,12 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, websearch_to_tsquery
+from sqlalchemy.dialects.postgresql import websearch_to_tsquery
 
 from lms_app.accounts.auth import AuthUser
 from lms_app.accounts.models import User
 from lms_app.catalog.models import Category, Course, Lesson
+from lms_app.db.arrays import array_param
 from lms_app.extensions import db
 from lms_app.learning.models import Enrollment, LessonProgress
 from lms_app.web.pagination import page
@@ -155,7 +155,7 @@ def _catalog_statement(by_category: bool, by_difficulty: bool, after: bool) -> S
 
 def _overlay_statement() -> Select[Any]:
     page_ids = (
-        func.unnest(cast(bindparam("course_ids"), ARRAY(BigInteger)))
+        func.unnest(array_param("course_ids", BigInteger()))
         .table_valued("id")
         .render_derived(name="page_ids")
     )

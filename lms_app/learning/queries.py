@@ -26,10 +26,10 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from lms_app.accounts.models import User
 from lms_app.catalog.models import Course, Lesson
+from lms_app.db.arrays import array_param
 from lms_app.extensions import db
 from lms_app.learning.models import Enrollment, LessonProgress
 
@@ -41,8 +41,8 @@ progress = LessonProgress.__table__
 
 
 def id_array(name: str) -> ColumnElement[Any]:
-    """A bigint[] parameter: one bind whatever the number of ids."""
-    return cast(bindparam(name), ARRAY(BigInteger))
+    """A bigint[] parameter: one bind (and one literal) whatever the number of ids."""
+    return array_param(name, BigInteger())
 
 
 def progress_aggregate(user_id: Any, course_id: Any):

@@ -171,8 +171,9 @@ def bulk_enroll(user: AuthUser, course_id: int, user_ids: Sequence[int]) -> dict
     result = upsert(
         db.session,
         enrollments,
-        [{"user_id": uid, "course_id": course_id} for uid in ids if uid not in dropped_set],
+        [{"user_id": uid} for uid in ids if uid not in dropped_set],
         conflict=["user_id", "course_id"],
+        constants={"course_id": course_id},
     )
     db.session.commit()
     enrolled = result.inserted + reactivated
