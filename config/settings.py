@@ -117,6 +117,8 @@ class Settings:
     login_limit_per_address: str = "60/minute"
     # Reverse proxies in front of the app whose X-Forwarded-For we trust (Heroku: 1).
     proxy_hops: int = 0
+    # Seconds a process may reuse a user's auth state before asking the shared cache.
+    auth_local_cache_s: float = 2.0
     pool: PoolSettings = field(default_factory=PoolSettings)
     cache_ttl: CacheTTL = field(default_factory=CacheTTL)
     instance_path: Path = PROJECT_ROOT / "instance"
@@ -184,6 +186,7 @@ class Settings:
             login_limit_per_account=(env.get("LOGIN_LIMIT_PER_ACCOUNT") or "10/minute").strip(),
             login_limit_per_address=(env.get("LOGIN_LIMIT_PER_ADDRESS") or "60/minute").strip(),
             proxy_hops=_int(env, "PROXY_HOPS", 0),
+            auth_local_cache_s=_float(env, "AUTH_LOCAL_CACHE_SECONDS", 2.0),
             pool=pool,
             cache_ttl=ttl,
             instance_path=Path(instance) if instance else PROJECT_ROOT / "instance",

@@ -19,6 +19,7 @@ from lms_app.errors import register_error_handlers
 from lms_app.extensions import api, cache, db, limiter
 from lms_app.observability.logging import configure_logging
 from lms_app.web import converters
+from lms_app.web.json import ApiJSONProvider
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.json = ApiJSONProvider(app)
     app.config.update(_flask_config(settings))
     app.config.update(config_overrides)
 
@@ -71,11 +73,13 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
             if settings.pool.pre_ping:
                 install_idle_ping(engine, settings.pool.pre_ping_idle_s)
 
+    from lms_app.accounts import auth
     from lms_app.demo import cli as demo_cli
     from lms_app.tenancy import cli as tenancy_cli
     from lms_app.tenancy import resolver
 
     resolver.init_app(app)
+    auth.init_app(app)
     for module in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(module).blp)
     tenancy_cli.init_app(app)
@@ -115,6 +119,7 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "TENANT_BASE_DOMAIN": settings.server_name,
         "TENANT_CACHE_TTL": settings.tenant_cache_ttl_s,
         "PLATFORM_API_KEY": settings.platform_api_key,
+        "AUTH_LOCAL_CACHE_SECONDS": settings.auth_local_cache_s,
         "CACHE_KEY_PREFIX": "lms:",
         "RATELIMIT_STORAGE_URI": settings.redis_url or "memory://",
         "RATELIMIT_KEY_PREFIX": "lms-rl",

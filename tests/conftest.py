@@ -51,7 +51,14 @@ def redis_url() -> str:
     return servers.redis_url()
 
 
-def make_app(database_url: str, redis_url: str | None, instance_path: Path) -> Flask:
+def make_app(
+    database_url: str,
+    redis_url: str | None,
+    instance_path: Path,
+    cache_prefix: str | None = None,
+) -> Flask:
+    """An app on the test database; pass another app's cache prefix to play a second
+    worker process of the same deployment."""
     settings = Settings(
         env="test",
         database_url=database_url,
@@ -66,7 +73,7 @@ def make_app(database_url: str, redis_url: str | None, instance_path: Path) -> F
     app = create_app(
         settings,
         TESTING=True,
-        CACHE_KEY_PREFIX=f"lms:test:{worker_id()}:{uuid.uuid4().hex[:8]}:",
+        CACHE_KEY_PREFIX=cache_prefix or f"lms:test:{worker_id()}:{uuid.uuid4().hex[:8]}:",
         RATELIMIT_KEY_PREFIX=f"lms-rl-test-{uuid.uuid4().hex[:8]}",
     )
     with app.app_context():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from dataclasses import dataclass
@@ -820,6 +821,26 @@ def test_catalog_lists_published_courses_newest_first(app, client, make_tenant):
     assert item["total_lessons"] == 1 and item["difficulty_level"] == "advanced"
     assert item["instructor_id"] == school.ids["instructor"]
     assert item["is_enrolled"] is False and item["progress_percentage"] == 0
+
+
+def test_catalog_json_equals_the_documented_schema(app, client, make_tenant):
+    """The catalog skips marshmallow for speed; its body must still be exactly what
+    CatalogPageSchema (the OpenAPI document) would produce."""
+    from lms_app.catalog import queries
+    from lms_app.catalog.schemas import CatalogPageSchema
+
+    school = make_school(app, make_tenant())
+    owner = school.headers["instructor"]
+    for title in ("One", "Two", "Three"):
+        course = new_course(client, owner, is_published=True, title=title)
+        new_lesson(client, owner, course["id"])
+    r = client.get(f"{API}/courses?limit=2", headers=school.headers["student"])
+    with app.app_context(), tenant_scope(school.tenant):
+        items, next_cursor = queries.catalog_page(
+            school.ids["student"], limit=2, after=None, category_id=None, difficulty_level=None
+        )
+        documented = CatalogPageSchema().dump({"items": items, "next_cursor": next_cursor})
+    assert r.get_json() == json.loads(json.dumps(documented))
 
 
 def test_catalog_filters(app, client, make_tenant):

@@ -10,12 +10,13 @@ write paths refresh, so role changes and deactivation apply at once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
@@ -58,10 +59,52 @@ def _state_key(tenant: TenantInfo, user_id: int) -> str:
     return f"t{tenant.id}:auth:{user_id}"
 
 
+class LocalStates:
+    """A per-process copy of auth states for a couple of seconds.
+
+    Saves the shared-cache round trip on every request of an active user; the
+    price is that a revocation made by another process reaches this one within
+    `ttl_s` (the process making it forgets its copy at once).
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 50_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, tuple[str, bool, int]]] = {}
+
+    def get(self, key: str) -> tuple[str, bool, int] | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, state: tuple[str, bool, int]) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # crude but bounded; entries live seconds anyway
+        self._entries[key] = (time.monotonic() + self.ttl_s, state)
+
+    def forget(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+
+def _local_states() -> LocalStates:
+    return current_app.extensions["lms_auth_states"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["lms_auth_states"] = LocalStates(app.config["AUTH_LOCAL_CACHE_SECONDS"])
+
+
 def load_auth_state(user_id: int) -> tuple[str, bool, int] | None:
-    """(role, is_active, token_version) of a user: cache first, then one query."""
+    """(role, is_active, token_version) of a user: process copy, shared cache, one query."""
     tenant = require_tenant()
     key = _state_key(tenant, user_id)
+    local = _local_states()
+    state = local.get(key)
+    if state is not None:
+        return state
     state = cache_get(key)
     if state is None:
         row = db.session.execute(
@@ -71,12 +114,16 @@ def load_auth_state(user_id: int) -> tuple[str, bool, int] | None:
             return None
         state = (row.role, row.is_active, row.token_version)
         cache_set(key, state, AUTH_STATE_TTL_S)
-    return tuple(state)  # type: ignore[return-value]
+    state = tuple(state)
+    local.put(key, state)  # type: ignore[arg-type]
+    return state  # type: ignore[return-value]
 
 
 def forget_auth_state(user_id: int) -> None:
     """Call after committing a change to a user's role, activity or token version."""
-    cache_delete(_state_key(require_tenant(), user_id))
+    key = _state_key(require_tenant(), user_id)
+    _local_states().forget(key)
+    cache_delete(key)
 
 
 def authenticate() -> AuthUser:
