@@ -44,29 +44,24 @@ def make_engine(url: str, pool: PoolSettings, application_name: str = "lms_app")
     return create_engine(url, **engine_options(pool, application_name))
 
 
-_views: weakref.WeakKeyDictionary[Engine, dict[tuple[str, bool], Engine]] = (
-    weakref.WeakKeyDictionary()
-)
+_views: weakref.WeakKeyDictionary[Engine, dict[str, Engine]] = weakref.WeakKeyDictionary()
 _views_lock = threading.Lock()
 
 
-def for_schema(engine: Engine, schema: str, *, autocommit: bool = False) -> Engine:
-    """The engine as seen from one tenant schema (cached per engine, schema, mode).
+def for_schema(engine: Engine, schema: str) -> Engine:
+    """The engine as seen from one tenant schema (cached per engine and schema).
 
-    `autocommit` views serve read-only requests: no BEGIN/ROLLBACK round trips.
+    Read-only requests keep their BEGIN/ROLLBACK: switching a psycopg2 connection
+    to autocommit and back costs the same two round trips (measured).
     """
     per_engine = _views.get(engine)
     if per_engine is None:
         with _views_lock:
             per_engine = _views.setdefault(engine, {})
-    key = (schema, autocommit)
-    view = per_engine.get(key)
+    view = per_engine.get(schema)
     if view is None:
-        options: dict[str, object] = {"schema_translate_map": translate_map(schema)}
-        if autocommit:
-            options["isolation_level"] = "AUTOCOMMIT"
-        view = engine.execution_options(**options)
-        per_engine[key] = view
+        view = engine.execution_options(schema_translate_map=translate_map(schema))
+        per_engine[schema] = view
     return view
 
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import flask_sqlalchemy.session
-from flask import has_request_context, request
 from sqlalchemy import Connection, Engine
 
 from lms_app.db.engines import for_schema
 from lms_app.tenancy.context import current_tenant
-
-READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 
 
 class TenantSession(flask_sqlalchemy.session.Session):
@@ -33,12 +30,4 @@ class TenantSession(flask_sqlalchemy.session.Session):
         if bind is not None or not isinstance(resolved, Engine):
             return resolved
         tenant = current_tenant()
-        if tenant is None:
-            return resolved
-        return for_schema(resolved, tenant.schema_name, autocommit=_read_only_request())
-
-
-def _read_only_request() -> bool:
-    """GET and HEAD only read (API.md); each statement runs in autocommit, which
-    saves the BEGIN and ROLLBACK round trips a transaction would cost."""
-    return has_request_context() and request.method in READ_ONLY_METHODS
+        return for_schema(resolved, tenant.schema_name) if tenant is not None else resolved
