@@ -7,6 +7,7 @@ import functools
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,25 @@ def user_email(app: Flask, tenant: TenantInfo, user_id: int) -> str:
 
     with app.app_context(), tenant_scope(tenant):
         return db.session.get(User, user_id).email
+
+
+# --- responses -------------------------------------------------------------------
+
+
+def assert_error(response, code: int) -> dict:
+    """API.md's error shape: JSON {code, status, message[, errors on 422]}, never HTML."""
+    text = response.get_data(as_text=True)
+    assert response.status_code == code, (response.status_code, text)
+    assert response.mimetype == "application/json", (response.content_type, text)
+    assert not text.lstrip().startswith("<"), text
+    assert "Traceback" not in text and 'File "' not in text, text
+    body = response.get_json()
+    assert body["code"] == code
+    assert body["status"] == HTTPStatus(code).phrase
+    assert isinstance(body["message"], str) and body["message"]
+    if code == 422:
+        assert isinstance(body["errors"], dict) and body["errors"]
+    else:
+        assert "errors" not in body, body
+    assert set(body) <= {"code", "status", "message", "errors"}
+    return body

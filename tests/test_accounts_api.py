@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from http import HTTPStatus
 
 import pytest
 from flask import Flask
@@ -26,6 +25,7 @@ from tests.conftest import (
     ADMIN_PASSWORD,
     USER_PASSWORD,
     add_user,
+    assert_error,
     login,
     make_app,
     tenant_headers,
@@ -38,22 +38,6 @@ TOKEN = "/api/v1/auth/token"
 
 
 # --- helpers --------------------------------------------------------------------------
-
-
-def assert_error(response, code: int) -> dict:
-    """API.md's error shape: JSON {code, status, message[, errors on 422]}, never HTML."""
-    assert response.status_code == code, (response.status_code, response.get_data(as_text=True))
-    assert response.content_type.startswith("application/json"), response.content_type
-    body = response.get_json()
-    assert body["code"] == code
-    assert body["status"] == HTTPStatus(code).phrase
-    assert isinstance(body["message"], str) and body["message"]
-    if code == 422:
-        assert isinstance(body["errors"], dict) and body["errors"]
-    else:
-        assert "errors" not in body
-    assert "Traceback" not in response.get_data(as_text=True)
-    return body
 
 
 def admin_headers(client: FlaskClient, tenant: TenantInfo) -> dict[str, str]:

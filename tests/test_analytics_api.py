@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
-from http import HTTPStatus
 
 import pytest
 from flask import Flask
@@ -33,18 +32,9 @@ from lms_app.catalog.models import Course, Lesson
 from lms_app.extensions import db
 from lms_app.learning.models import Enrollment, LessonProgress
 from lms_app.tenancy.context import TenantInfo, tenant_scope
-from tests.conftest import ADMIN_PASSWORD, add_user, login, tenant_headers, user_email
+from tests.conftest import ADMIN_PASSWORD, add_user, assert_error, login, tenant_headers, user_email
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
-
-
-def assert_error(response, code: int) -> dict:
-    assert response.status_code == code, (response.status_code, response.get_data(as_text=True))
-    assert response.content_type.startswith("application/json")
-    body = response.get_json()
-    assert body["code"] == code and body["status"] == HTTPStatus(code).phrase
-    assert body["message"]
-    return body
 
 
 def pct(value: Fraction | int) -> float:

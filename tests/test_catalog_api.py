@@ -20,10 +20,9 @@ from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.extensions import db
 from lms_app.learning.models import Enrollment, LessonProgress
 from lms_app.tenancy.context import TenantInfo, tenant_scope
-from tests.conftest import ADMIN_PASSWORD, add_user, login, tenant_headers, user_email
+from tests.conftest import ADMIN_PASSWORD, add_user, assert_error, login, tenant_headers, user_email
 
 API = "/api/v1"
-ERROR_KEYS = {"code", "status", "message"}
 HUGE_ID = "99999999999999999999"
 CATALOG_ITEM_KEYS = {
     "id",
@@ -89,13 +88,6 @@ def make_school(app: Flask, tenant: TenantInfo) -> School:
     headers = {role: headers_for(app, tenant, user_id) for role, user_id in ids.items()}
     headers["anonymous"] = tenant_headers(tenant)
     return School(tenant, ids, headers)
-
-
-def assert_error(response, code: int) -> dict:
-    assert response.status_code == code, (response.status_code, response.get_data(as_text=True))
-    body = response.get_json()
-    assert set(body) >= ERROR_KEYS and body["code"] == code
-    return body
 
 
 def new_course(client: FlaskClient, headers: dict[str, str], **fields) -> dict:

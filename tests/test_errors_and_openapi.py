@@ -9,34 +9,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from http import HTTPStatus
 
 import pytest
 from flask import Flask
 
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo
-from tests.conftest import ADMIN_PASSWORD, add_user, login, make_app, tenant_headers, user_email
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    add_user,
+    assert_error,
+    login,
+    make_app,
+    tenant_headers,
+    user_email,
+)
 
 PLATFORM = {"Authorization": "Bearer test-platform-key"}
-
-
-def assert_error(response, code: int) -> dict:
-    text = response.get_data(as_text=True)
-    assert response.status_code == code, (response.status_code, text)
-    assert response.mimetype == "application/json", (response.content_type, text)
-    assert not text.lstrip().startswith("<"), text
-    assert "Traceback" not in text and 'File "' not in text, text
-    body = response.get_json()
-    assert body["code"] == code
-    assert body["status"] == HTTPStatus(code).phrase
-    assert isinstance(body["message"], str) and body["message"]
-    if code == 422:
-        assert isinstance(body["errors"], dict) and body["errors"]
-    else:
-        assert "errors" not in body, body
-    assert set(body) <= {"code", "status", "message", "errors"}
-    return body
 
 
 @pytest.fixture(scope="module")

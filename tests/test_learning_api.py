@@ -20,9 +20,8 @@ from lms_app.db.upsert import upsert
 from lms_app.extensions import db
 from lms_app.learning.models import Enrollment, LessonProgress
 from lms_app.tenancy.context import TenantInfo, tenant_scope
-from tests.conftest import add_user, login, tenant_headers, user_email
+from tests.conftest import add_user, assert_error, login, tenant_headers, user_email
 
-ERROR_KEYS = {"code", "status", "message"}
 
 # --- helpers (also used by test_progress.py) -------------------------------------------
 
@@ -134,13 +133,6 @@ def count_enrollments(app: Flask, tenant: TenantInfo, course_id: int) -> int:
         return db.session.scalar(
             select(func.count()).select_from(Enrollment).where(Enrollment.course_id == course_id)
         )
-
-
-def assert_error(response, code: int) -> dict:
-    assert response.status_code == code, (response.status_code, response.get_data(as_text=True))
-    body = response.get_json()
-    assert set(body) >= ERROR_KEYS and body["code"] == code
-    return body
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from http import HTTPStatus
 
 import pytest
 from flask import Flask
@@ -22,22 +21,17 @@ from lms_app.learning.models import Enrollment
 from lms_app.tenancy.context import TenantInfo, tenant_scope
 from lms_app.tenancy.provisioning import TenantNotFound, drop_tenant
 from lms_app.tenancy.registry import load_tenant
-from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, login, tenant_headers, unique_slug
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    USER_PASSWORD,
+    assert_error,
+    login,
+    tenant_headers,
+    unique_slug,
+)
 
 KEY = "test-platform-key"
 PLATFORM = {"Authorization": f"Bearer {KEY}"}
-
-
-def assert_error(response, code: int) -> dict:
-    assert response.status_code == code, (response.status_code, response.get_data(as_text=True))
-    assert response.content_type.startswith("application/json"), response.content_type
-    body = response.get_json()
-    assert body["code"] == code
-    assert body["status"] == HTTPStatus(code).phrase
-    assert isinstance(body["message"], str) and body["message"]
-    if code == 422:
-        assert isinstance(body["errors"], dict) and body["errors"]
-    return body
 
 
 def schema_exists(app: Flask, schema: str) -> bool:

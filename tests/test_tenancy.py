@@ -24,9 +24,8 @@ from lms_app.tenancy.provisioning import (
 )
 from lms_app.tenancy.resolver import registry
 from lms_app.tenancy.slugs import InvalidSlug, schema_for, validate_slug
-from tests.conftest import ADMIN_PASSWORD, make_app, unique_slug
+from tests.conftest import ADMIN_PASSWORD, assert_error, make_app, unique_slug
 
-ERROR_KEYS = {"code", "status", "message"}
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -54,17 +53,6 @@ def tenant_count(engine: Engine) -> int:
 
 def new_tenant(slug: str, email: str | None = None, password: str = ADMIN_PASSWORD) -> NewTenant:
     return NewTenant(slug, "School " + slug, email or f"admin@{slug}.test", password)
-
-
-def assert_error_json(response, code: int) -> dict:
-    assert response.status_code == code
-    assert response.is_json, response.data[:200]
-    body = response.get_json()
-    assert set(body) >= ERROR_KEYS
-    assert body["code"] == code
-    assert isinstance(body["status"], str) and body["status"]
-    assert isinstance(body["message"], str) and body["message"]
-    return body
 
 
 @contextmanager
@@ -338,21 +326,21 @@ def test_header_resolves_tenant(client, make_tenant) -> None:
 
 
 def test_missing_tenant_is_400(client) -> None:
-    body = assert_error_json(client.get("/api/v1/tenant"), 400)
+    body = assert_error(client.get("/api/v1/tenant"), 400)
     assert "tenant" in body["message"].lower()
     assert "errors" not in body
-    assert_error_json(client.get("/api/v1/tenant", headers={"X-Tenant": "  "}), 400)
+    assert_error(client.get("/api/v1/tenant", headers={"X-Tenant": "  "}), 400)
 
 
 @pytest.mark.parametrize("slug", ["ab-c", "t; drop", "1abc", "x" * 42, "a"])
 def test_malformed_tenant_is_400(client, slug: str) -> None:
-    body = assert_error_json(client.get("/api/v1/tenant", headers={"X-Tenant": slug}), 400)
+    body = assert_error(client.get("/api/v1/tenant", headers={"X-Tenant": slug}), 400)
     assert "malformed" in body["message"]
 
 
 def test_unknown_tenant_is_404(client) -> None:
     slug = unique_slug("nobody")
-    body = assert_error_json(client.get("/api/v1/tenant", headers={"X-Tenant": slug}), 404)
+    body = assert_error(client.get("/api/v1/tenant", headers={"X-Tenant": slug}), 404)
     assert slug in body["message"]
 
 
@@ -366,7 +354,7 @@ def test_suspended_tenant_is_403(app: Flask, client, engine: Engine, make_tenant
         )
     with app.app_context():
         registry().invalidate(tenant.slug)
-    body = assert_error_json(client.get("/api/v1/tenant", headers={"X-Tenant": tenant.slug}), 403)
+    body = assert_error(client.get("/api/v1/tenant", headers={"X-Tenant": tenant.slug}), 403)
     assert "suspended" in body["message"]
 
     with engine.begin() as conn:
@@ -404,11 +392,9 @@ def test_subdomain_resolves_tenant(subdomain_app: Flask, make_tenant) -> None:
     )
     assert r.status_code == 200 and r.json["slug"] == other.slug
     # The bare base domain and foreign hosts name no tenant.
-    assert_error_json(client.get("/api/v1/tenant", base_url="http://lms.test"), 400)
-    assert_error_json(
-        client.get("/api/v1/tenant", base_url=f"http://{tenant.slug}.other.test"), 400
-    )
-    assert_error_json(
+    assert_error(client.get("/api/v1/tenant", base_url="http://lms.test"), 400)
+    assert_error(client.get("/api/v1/tenant", base_url=f"http://{tenant.slug}.other.test"), 400)
+    assert_error(
         client.get(
             "/api/v1/tenant", base_url=f"http://{unique_slug('nope').replace('_', '')}.lms.test"
         ),
@@ -419,7 +405,7 @@ def test_subdomain_resolves_tenant(subdomain_app: Flask, make_tenant) -> None:
     host = underscored.slug.replace("_", "-")
     r = client.get("/api/v1/tenant", base_url=f"http://{host}.lms.test")
     assert r.status_code == 200 and r.json["slug"] == underscored.slug
-    assert_error_json(client.get("/api/v1/tenant", base_url="http://9bad.lms.test"), 400)
+    assert_error(client.get("/api/v1/tenant", base_url="http://9bad.lms.test"), 400)
 
 
 def test_tenant_dropped_by_another_process_is_404_not_500(
@@ -444,7 +430,7 @@ def test_tenant_dropped_by_another_process_is_404_not_500(
         json={"email": f"admin@{tenant.slug}.test", "password": ADMIN_PASSWORD},
         headers=headers,
     )
-    assert_error_json(r, 404)
+    assert_error(r, 404)
     with other_worker.app_context():
         db.engine.dispose()
 
@@ -475,16 +461,16 @@ def test_unknown_tenant_lookups_are_cached_too(client, engine: Engine) -> None:
 
 
 def test_unknown_route_is_404_json(client, make_tenant) -> None:
-    body = assert_error_json(client.get("/no/such/route"), 404)
+    body = assert_error(client.get("/no/such/route"), 404)
     assert "<html" not in client.get("/no/such/route").get_data(as_text=True).lower()
     assert "errors" not in body
     tenant = make_tenant()
-    assert_error_json(client.get("/api/v1/no-such-thing", headers={"X-Tenant": tenant.slug}), 404)
+    assert_error(client.get("/api/v1/no-such-thing", headers={"X-Tenant": tenant.slug}), 404)
 
 
 def test_wrong_method_is_405_json(client) -> None:
     r = client.post("/healthz")
-    assert_error_json(r, 405)
+    assert_error(r, 405)
     assert "GET" in r.headers.get("Allow", "")
     assert client.get("/healthz").json == {"status": "ok"}
 
@@ -504,7 +490,7 @@ def crashing_app(database_url: str, redis_url: str, tmp_path_factory) -> Iterato
 
 def test_unexpected_exception_is_500_json_without_traceback(crashing_app: Flask) -> None:
     r = crashing_app.test_client().get("/boom")
-    body = assert_error_json(r, 500)
+    body = assert_error(r, 500)
     text_body = r.get_data(as_text=True)
     assert "Traceback" not in text_body
     assert "secret-internal-detail" not in text_body
