@@ -22,7 +22,6 @@ from lms_app.learning.models import Enrollment, LessonProgress
 from lms_app.tenancy.context import TenantInfo, tenant_scope
 from tests.conftest import add_user, assert_error, login, tenant_headers, user_email
 
-
 # --- helpers (also used by test_progress.py) -------------------------------------------
 
 

@@ -26,8 +26,6 @@ from lms_app.tenancy.resolver import registry
 from lms_app.tenancy.slugs import InvalidSlug, schema_for, validate_slug
 from tests.conftest import ADMIN_PASSWORD, assert_error, make_app, unique_slug
 
-
-
 # --- helpers --------------------------------------------------------------------------
 
 
