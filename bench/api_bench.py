@@ -9,7 +9,7 @@ Not a test. Builds (or reuses) the benchmark database with bench/data.py, then:
    the SQL share of the time (before/after_cursor_execute listeners).
 2. Bulk enrollment against the seed's one-by-one loop (1,000 autocommitted INSERTs,
    extrapolated to 10,000) and a raw COPY of the same 10,000 rows.
-3. The peers in the same run: /work/shared/peers/floor_bench.py (raw psycopg2 on
+3. The peers in the same run: ../shared/peers/floor_bench.py (raw psycopg2 on
    the floor schema of the same database) and, with --gunicorn, requests/s under
    `gunicorn -w 2` + `wrk -t2 -c32 -d8s` for the peer app (/hello, /catalog) and
    lms_app (/api/v1/courses, /healthz).

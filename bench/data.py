@@ -25,7 +25,7 @@ What it builds (fixed seeds and fixed timestamps: the same data on every run):
   to 10), 100 % except the last one (0/30/100), ``completed_at`` iff 100, the
   course id denormalised;
 - then ``VACUUM (ANALYZE)``, and the peers' ``floor`` schema from
-  /work/shared/peers/floor_*.sql (run with psql) in the same database.
+  ../shared/peers/floor_*.sql (run with psql) in the same database.
 
 Rows go in server-side: courses and lessons by COPY into the explicitly
 schema-qualified tables (psycopg2.sql.Identifier), users, enrollments and progress
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
 import subprocess
 import sys
@@ -72,7 +73,10 @@ from sqlalchemy.pool import NullPool  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 DEFAULT_URL = "postgresql://root@127.0.0.1:5432/lms_bench_api"
-PEERS_DIR = Path("/work/shared/peers")
+# The peers live beside the checkout (shared/peers); PEERS_DIR overrides.
+PEERS_DIR = Path(
+    os.environ.get("PEERS_DIR", Path(__file__).resolve().parents[2] / "shared" / "peers")
+)
 FLOOR_SCRIPTS = ("floor_schema.sql", "floor_data.sql", "floor_indexes.sql")
 
 SEED = 20261125
