@@ -6,7 +6,6 @@ a 422 naming the field, never a database error.
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -19,15 +18,6 @@ MAX_BULK_ENROLL = 10_000
 MAX_PROGRESS_BATCH = 1_000
 # One request may add at most a day of study time to one lesson.
 MAX_TIME_SPENT_S = 86_400
-
-
-class UtcDateTime(fields.DateTime):
-    """ISO 8601 in UTC with its offset, whatever the connection's time zone is."""
-
-    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class IdList(fields.List):
@@ -99,11 +89,11 @@ class LessonWithProgressSchema(Schema):
     content = fields.String()
     order_index = fields.Integer()
     is_published = fields.Boolean()
-    created_at = UtcDateTime()
-    updated_at = UtcDateTime()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
     progress_percentage = fields.Integer()
     time_spent = fields.Integer()
-    completed_at = UtcDateTime(allow_none=True)
+    completed_at = fields.DateTime(allow_none=True)
     is_completed = fields.Boolean()
 
 
@@ -112,7 +102,7 @@ class EnrollmentSchema(Schema):
     user_id = fields.Integer()
     course_id = fields.Integer()
     status = fields.String()
-    enrolled_at = UtcDateTime()
+    enrolled_at = fields.DateTime()
 
 
 class BulkEnrollResultSchema(Schema):
@@ -129,13 +119,13 @@ class EnrolleeSchema(Schema):
 class EnrolleeProgressSchema(Schema):
     completed_lessons = fields.Integer()
     progress_percentage = fields.Float()
-    last_activity = UtcDateTime(allow_none=True)
+    last_activity = fields.DateTime(allow_none=True)
 
 
 class EnrollmentListItemSchema(Schema):
     id = fields.Integer()
     status = fields.String()
-    enrolled_at = UtcDateTime()
+    enrolled_at = fields.DateTime()
     user = fields.Nested(EnrolleeSchema)
     progress = fields.Nested(EnrolleeProgressSchema)
 
@@ -149,9 +139,9 @@ class LessonProgressSchema(Schema):
     course_id = fields.Integer()
     progress_percentage = fields.Integer()
     time_spent = fields.Integer()
-    completed_at = UtcDateTime(allow_none=True)
+    completed_at = fields.DateTime(allow_none=True)
     is_completed = fields.Boolean()
-    updated_at = UtcDateTime()
+    updated_at = fields.DateTime()
 
 
 class ProgressBatchResultSchema(Schema):
@@ -164,7 +154,7 @@ class CourseProgressSchema(Schema):
     total_lessons = fields.Integer()
     completed_lessons = fields.Integer()
     progress_percentage = fields.Float()
-    last_activity = UtcDateTime(allow_none=True)
+    last_activity = fields.DateTime(allow_none=True)
 
 
 class MyCourseSchema(Schema):
@@ -177,13 +167,13 @@ class MyCourseSchema(Schema):
     category_id = fields.Integer(allow_none=True)
     instructor_id = fields.Integer(allow_none=True)
     total_lessons = fields.Integer()
-    created_at = UtcDateTime()
+    created_at = fields.DateTime()
     enrollment_id = fields.Integer()
     enrollment_status = fields.String()
-    enrolled_at = UtcDateTime()
+    enrolled_at = fields.DateTime()
     progress_percentage = fields.Float()
     completed_lessons = fields.Integer()
-    last_activity = UtcDateTime(allow_none=True)
+    last_activity = fields.DateTime(allow_none=True)
 
 
 class MyCoursesPageSchema(PageSchema):
