@@ -76,7 +76,9 @@ class CourseListArgs(CursorPageArgs):
     difficulty_level = _difficulty(load_default=None)
 
 
-class CatalogItemSchema(Schema):
+class CourseSummarySchema(Schema):
+    """The course fields every course list shows (catalog, /me/courses)."""
+
     id = fields.Integer()
     title = fields.String()
     description = fields.String()
@@ -87,6 +89,9 @@ class CatalogItemSchema(Schema):
     instructor_id = fields.Integer(allow_none=True)
     total_lessons = fields.Integer()
     created_at = fields.DateTime()
+
+
+class CatalogItemSchema(CourseSummarySchema):
     is_enrolled = fields.Boolean()
     progress_percentage = fields.Float()
 

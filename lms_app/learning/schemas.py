@@ -10,6 +10,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from lms_app.catalog.schemas import CourseSummarySchema, LessonSchema
 from lms_app.learning.models import ENROLLMENT_STATUSES
 from lms_app.web.fields import BIGINT_MAX, Id
 from lms_app.web.pagination import CursorPageArgs, PageSchema
@@ -82,15 +83,7 @@ class EnrollmentListArgsSchema(CursorPageArgs):
 # --- outputs --------------------------------------------------------------------------
 
 
-class LessonWithProgressSchema(Schema):
-    id = fields.Integer()
-    course_id = fields.Integer()
-    title = fields.String()
-    content = fields.String()
-    order_index = fields.Integer()
-    is_published = fields.Boolean()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+class LessonWithProgressSchema(LessonSchema):
     progress_percentage = fields.Integer()
     time_spent = fields.Integer()
     completed_at = fields.DateTime(allow_none=True)
@@ -157,17 +150,7 @@ class CourseProgressSchema(Schema):
     last_activity = fields.DateTime(allow_none=True)
 
 
-class MyCourseSchema(Schema):
-    id = fields.Integer()
-    title = fields.String()
-    description = fields.String()
-    difficulty_level = fields.String()
-    estimated_hours = fields.Integer(allow_none=True)
-    thumbnail_url = fields.String(allow_none=True)
-    category_id = fields.Integer(allow_none=True)
-    instructor_id = fields.Integer(allow_none=True)
-    total_lessons = fields.Integer()
-    created_at = fields.DateTime()
+class MyCourseSchema(CourseSummarySchema):
     enrollment_id = fields.Integer()
     enrollment_status = fields.String()
     enrolled_at = fields.DateTime()
