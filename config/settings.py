@@ -119,6 +119,16 @@ class Settings:
     proxy_hops: int = 0
     # Seconds a process may reuse a user's auth state before asking the shared cache.
     auth_local_cache_s: float = 2.0
+    # Shared catalog pages cached per tenant (the per-user overlay is always live).
+    cache_catalog_pages: bool = True
+    # Seconds a process may serve its own copy of a shared cached value (a catalog
+    # page) before asking the cache for its generation again: a write made in this
+    # process shows at once, one made in another process within this time.
+    cache_local_s: float = 1.0
+    # A cache call slower than this fails; after a failure the cache is skipped for
+    # cache_breaker_s (reads go to the database), then tried again.
+    cache_timeout_ms: int = 200
+    cache_breaker_s: float = 5.0
     pool: PoolSettings = field(default_factory=PoolSettings)
     cache_ttl: CacheTTL = field(default_factory=CacheTTL)
     instance_path: Path = PROJECT_ROOT / "instance"
@@ -187,6 +197,10 @@ class Settings:
             login_limit_per_address=(env.get("LOGIN_LIMIT_PER_ADDRESS") or "60/minute").strip(),
             proxy_hops=_int(env, "PROXY_HOPS", 0),
             auth_local_cache_s=_float(env, "AUTH_LOCAL_CACHE_SECONDS", 2.0),
+            cache_catalog_pages=_bool(env, "CACHE_CATALOG_PAGES", True),
+            cache_local_s=_float(env, "CACHE_LOCAL_SECONDS", 1.0),
+            cache_timeout_ms=_int(env, "CACHE_TIMEOUT_MS", 200, 1),
+            cache_breaker_s=_float(env, "CACHE_BREAKER_SECONDS", 5.0),
             pool=pool,
             cache_ttl=ttl,
             instance_path=Path(instance) if instance else PROJECT_ROOT / "instance",

@@ -12,7 +12,10 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config.settings import Settings, SettingsError
-from lms_app.db.engines import engine_options
+from lms_app.caching import local as cache_local
+from lms_app.caching import safe as cache_safety
+from lms_app.db import session as db_session
+from lms_app.db.engines import READ_BIND, engine_options, read_engine_options
 from lms_app.db.monitoring import instrument_engine
 from lms_app.db.pool_health import install_idle_ping
 from lms_app.errors import register_error_handlers
@@ -58,7 +61,10 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     converters.init_app(app)
     db.init_app(app)
     cache.init_app(app)
+    cache_safety.init_app(app, settings.cache_breaker_s)
+    cache_local.init_app(app, settings.cache_local_s)
     limiter.init_app(app)
+    _drop_unused_limiter_hook(app)
     api.init_app(app, spec_kwargs=SPEC_KWARGS)
     api.register_converter(
         converters.IdConverter,
@@ -79,6 +85,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     from lms_app.tenancy import resolver
 
     resolver.init_app(app)
+    db_session.init_app(app)
     auth.init_app(app)
     for module in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(module).blp)
@@ -102,7 +109,11 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         log.info("database=external replicas=%d", len(settings.database_replica_urls))
 
     if settings.redis_url:
-        cache_config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": settings.redis_url}
+        cache_config = {
+            "CACHE_TYPE": "RedisCache",
+            "CACHE_REDIS_URL": settings.redis_url,
+            "CACHE_OPTIONS": _redis_options(settings.cache_timeout_ms),
+        }
         log.info("cache=redis")
     else:
         # One process only: SimpleCache is not shared between gunicorn workers.
@@ -114,6 +125,9 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "SECRET_KEY": settings.secret_key or _development_secret(settings.instance_path),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(settings.pool),
+        # Replicas are not read from yet (no lag check): the read engine is the
+        # primary seen through an autocommit pool.
+        "SQLALCHEMY_BINDS": {READ_BIND: read_engine_options(settings.pool, database_url)},
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         "MAX_CONTENT_LENGTH": settings.max_content_length,
         "TENANT_BASE_DOMAIN": settings.server_name,
@@ -133,6 +147,30 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_VERSION": "3.0.3",
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
+    }
+
+
+def _drop_unused_limiter_hook(app: Flask) -> None:
+    """flask-limiter checks a decorated route inside its decorator; its before_request
+    hook serves only default and application-wide limits. lms_app sets neither, so
+    the hook would cost every request a limit lookup for nothing."""
+    manager = limiter.limit_manager
+    if manager.default_limits or manager.application_limits:
+        return
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
+
+
+def _redis_options(timeout_ms: int) -> dict[str, Any]:
+    """Fail fast, no retries: a slow cache must cost a request milliseconds, and the
+    breaker in lms_app.caching.safe then keeps requests off it for a while."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    timeout_s = timeout_ms / 1000
+    return {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": Retry(NoBackoff(), 0),
     }
 
 

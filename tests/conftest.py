@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -57,9 +58,10 @@ def make_app(
     redis_url: str | None,
     instance_path: Path,
     cache_prefix: str | None = None,
+    **settings: Any,
 ) -> Flask:
     """An app on the test database; pass another app's cache prefix to play a second
-    worker process of the same deployment."""
+    worker process of the same deployment, and Settings fields to override."""
     settings = Settings(
         env="test",
         database_url=database_url,
@@ -70,6 +72,7 @@ def make_app(
         login_limit_per_account="10000/minute",
         login_limit_per_address="10000/minute",
         instance_path=instance_path,
+        **settings,
     )
     app = create_app(
         settings,
@@ -130,29 +133,32 @@ class QueryCounter:
         return len(self.statements)
 
 
-@pytest.fixture
-def count_queries(app: Flask):
-    """`with count_queries() as q: ...` then `q.count`: SQL statements sent meanwhile."""
-    from contextlib import contextmanager
-
+@contextlib.contextmanager
+def count_statements(app: Flask) -> Iterator[QueryCounter]:
+    """SQL statements `app` sends inside the block, on every engine (reads of GET
+    requests go to the read engine)."""
     from sqlalchemy import event
 
-    @contextmanager
-    def counting():
-        counter = QueryCounter()
+    counter = QueryCounter()
 
-        def on_execute(conn, cursor, statement, parameters, context, executemany):
-            counter.statements.append(statement)
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        counter.statements.append(statement)
 
-        with app.app_context():
-            engine = db.engine
+    with app.app_context():
+        engines = list(db.engines.values())
+    for engine in engines:
         event.listen(engine, "before_cursor_execute", on_execute)
-        try:
-            yield counter
-        finally:
+    try:
+        yield counter
+    finally:
+        for engine in engines:
             event.remove(engine, "before_cursor_execute", on_execute)
 
-    return counting
+
+@pytest.fixture
+def count_queries(app: Flask) -> Callable[[], contextlib.AbstractContextManager[QueryCounter]]:
+    """`with count_queries() as q: ...` then `q.count`: SQL statements sent meanwhile."""
+    return functools.partial(count_statements, app)
 
 
 # --- users and tokens ----------------------------------------------------------

@@ -376,10 +376,10 @@ def test_users_query_budget(app, client, tenant, admin, count_queries):
     with count_queries() as q:
         r = client.get("/api/v1/users?limit=50", headers=admin)
     assert r.status_code == 200
-    assert q.count <= 1, q.statements
+    assert q.count == 1, q.statements
     with count_queries() as q:
         assert client.get(f"/api/v1/users/{user_id}", headers=admin).status_code == 200
-    assert q.count <= 1, q.statements
+    assert q.count == 1, q.statements
 
 
 # --- POST /users ----------------------------------------------------------------------

@@ -10,7 +10,6 @@ write paths refresh, so role changes and deactivation apply at once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -21,6 +20,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from lms_app.accounts.models import User
+from lms_app.caching.keys import tenant_key
+from lms_app.caching.local import LocalCopies
 from lms_app.caching.safe import cache_delete, cache_get, cache_set
 from lms_app.errors import abort
 from lms_app.extensions import db
@@ -56,45 +57,22 @@ def issue_token(user_id: int, token_version: int) -> tuple[str, int]:
 
 
 def _state_key(tenant: TenantInfo, user_id: int) -> str:
-    return f"t{tenant.id}:auth:{user_id}"
+    return tenant_key(tenant, "auth", user_id)
 
 
-class LocalStates:
-    """A per-process copy of auth states for a couple of seconds.
-
-    Saves the shared-cache round trip on every request of an active user; the
-    price is that a revocation made by another process reaches this one within
-    `ttl_s` (the process making it forgets its copy at once).
-    """
-
-    def __init__(self, ttl_s: float, max_entries: int = 50_000) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, tuple[str, bool, int]]] = {}
-
-    def get(self, key: str) -> tuple[str, bool, int] | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
-
-    def put(self, key: str, state: tuple[str, bool, int]) -> None:
-        if self.ttl_s <= 0:
-            return
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()  # crude but bounded; entries live seconds anyway
-        self._entries[key] = (time.monotonic() + self.ttl_s, state)
-
-    def forget(self, key: str) -> None:
-        self._entries.pop(key, None)
+AUTH_STATES = "auth-states"
 
 
-def _local_states() -> LocalStates:
+def _local_states() -> LocalCopies:
     return current_app.extensions["lms_auth_states"]
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["lms_auth_states"] = LocalStates(app.config["AUTH_LOCAL_CACHE_SECONDS"])
+    # Per-process copies: a revocation made by another process reaches this one
+    # within AUTH_LOCAL_CACHE_SECONDS (the process making it forgets at once).
+    app.extensions["lms_auth_states"] = LocalCopies(
+        app.config["AUTH_LOCAL_CACHE_SECONDS"], max_entries=50_000
+    )
 
 
 def load_auth_state(user_id: int) -> tuple[str, bool, int] | None:
@@ -102,7 +80,7 @@ def load_auth_state(user_id: int) -> tuple[str, bool, int] | None:
     tenant = require_tenant()
     key = _state_key(tenant, user_id)
     local = _local_states()
-    state = local.get(key)
+    state = local.get(AUTH_STATES, key)
     if state is not None:
         return state
     state = cache_get(key)
@@ -115,14 +93,14 @@ def load_auth_state(user_id: int) -> tuple[str, bool, int] | None:
         state = (row.role, row.is_active, row.token_version)
         cache_set(key, state, AUTH_STATE_TTL_S)
     state = tuple(state)
-    local.put(key, state)  # type: ignore[arg-type]
+    local.put(AUTH_STATES, key, state)
     return state  # type: ignore[return-value]
 
 
 def forget_auth_state(user_id: int) -> None:
     """Call after committing a change to a user's role, activity or token version."""
     key = _state_key(require_tenant(), user_id)
-    _local_states().forget(key)
+    _local_states().forget(AUTH_STATES, key)
     cache_delete(key)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from lms_app.accounts import service
 from lms_app.accounts.auth import auth_required, current_user
@@ -23,6 +22,7 @@ from lms_app.accounts.schemas import (
 from lms_app.errors import abort
 from lms_app.extensions import db, limiter
 from lms_app.tenancy.context import require_tenant
+from lms_app.web.blueprint import Blueprint
 from lms_app.web.pagination import page
 
 blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="Auth and users")

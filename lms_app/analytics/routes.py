@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from lms_app.accounts.auth import auth_required, current_user
 from lms_app.analytics import queries
 from lms_app.analytics.schemas import CourseAnalytics, UserAnalytics
 from lms_app.errors import abort
+from lms_app.web.blueprint import Blueprint
 
 blp = Blueprint("analytics", __name__, url_prefix="/api/v1", description="Analytics")
 

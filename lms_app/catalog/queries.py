@@ -71,8 +71,9 @@ LESSON_COLUMNS = (
     Lesson.updated_at,
 )
 
-# Enrollments that still count as "enrolled" for the catalog (dropped ones do not).
-ENROLLED_STATUSES = ("active", "completed")
+# Enrollments that count as "enrolled" for the catalog: active and completed ones
+# (the check constraint allows only those two besides this one).
+NOT_ENROLLED_STATUS = "dropped"
 
 # Search ranks: a course matching by its own title/description ranks in (0.5, 1),
 # by its vector's ts_rank squashed into [0, 1) (normalisation 32); a course found
@@ -163,7 +164,8 @@ def _overlay_statement() -> Select[Any]:
     enrolled = exists().where(
         Enrollment.user_id == user_id,
         Enrollment.course_id == page_ids.c.id,
-        Enrollment.status.in_(ENROLLED_STATUSES),
+        # Not an IN list: an expanding parameter is re-rendered on every execution.
+        Enrollment.status != NOT_ENROLLED_STATUS,
     )
     # Served by the partial index on lesson_progress (user_id, course_id) WHERE = 100;
     # the join drops lessons unpublished since, as total_lessons counts published only.
@@ -185,15 +187,14 @@ def _overlay_statement() -> Select[Any]:
 OVERLAY_STATEMENT = _overlay_statement()
 
 
-def catalog_page(
-    user_id: int,
+def shared_catalog_page(
     *,
     limit: int,
     after: tuple[datetime, int] | None,
     category_id: int | None = None,
     difficulty_level: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One keyset page of the catalog plus the user's overlay: two statements at most."""
+    """One keyset page of the catalog as every user sees it: one statement."""
     params: dict[str, Any] = {"fetch": limit + 1}
     if category_id is not None:
         params["category_id"] = category_id
@@ -204,20 +205,47 @@ def catalog_page(
     stmt = _catalog_statement(category_id is not None, difficulty_level is not None, bool(after))
     rows = _read(stmt, params).all()
     page_rows, next_cursor = page(rows, limit, lambda row: (row.created_at, row.id))
-    items = [row._asdict() for row in page_rows]
-    if items:
-        overlay = _user_overlay(user_id, [item["id"] for item in items])
-        for item in items:
-            enrolled, completed = overlay.get(item["id"], (False, 0))
-            item["is_enrolled"] = enrolled
-            item["progress_percentage"] = progress_percentage(completed, item["total_lessons"])
-    return items, next_cursor
+    return [row._asdict() for row in page_rows], next_cursor
 
 
-def _user_overlay(user_id: int, course_ids: list[int]) -> dict[int, tuple[bool, int]]:
-    """course id -> (is_enrolled, published lessons completed), for the given ids only."""
+def user_overlay(user_id: int, course_ids: list[int]) -> dict[int, tuple[bool, int]]:
+    """course id -> (is_enrolled, published lessons completed): one statement for the
+    given ids only; courses the user never touched are absent."""
+    if not course_ids:
+        return {}
     rows = _read(OVERLAY_STATEMENT, {"user_id": user_id, "course_ids": course_ids})
     return {row.id: (row.is_enrolled, row.completed) for row in rows}
+
+
+def overlay_fields(
+    overlay: dict[int, tuple[bool, int]], course_id: int, total_lessons: int
+) -> tuple[bool, float]:
+    """(is_enrolled, progress_percentage) of one catalog item."""
+    enrolled, completed = overlay.get(course_id, (False, 0))
+    return enrolled, progress_percentage(completed, total_lessons)
+
+
+def catalog_page(
+    user_id: int,
+    *,
+    limit: int,
+    after: tuple[datetime, int] | None,
+    category_id: int | None = None,
+    difficulty_level: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The catalog page with the user's overlay, uncached: two statements at most.
+
+    The route serves the same content through lms_app.catalog.page_cache.
+    """
+    items, next_cursor = shared_catalog_page(
+        limit=limit, after=after, category_id=category_id, difficulty_level=difficulty_level
+    )
+    overlay = user_overlay(user_id, [item["id"] for item in items])
+    for item in items:
+        item["is_enrolled"], item["progress_percentage"] = overlay_fields(
+            overlay, item["id"], item["total_lessons"]
+        )
+    return items, next_cursor
 
 
 # --- course detail ---------------------------------------------------------------

@@ -16,11 +16,20 @@ from sqlalchemy.exc import IntegrityError
 
 from lms_app.accounts.auth import AuthUser
 from lms_app.accounts.models import User
+from lms_app.caching import generations
 from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.catalog.queries import CATEGORY_COLUMNS, COURSE_COLUMNS, LESSON_COLUMNS, manages
 from lms_app.errors import abort
 from lms_app.extensions import db
 from lms_app.learning.models import LessonProgress
+
+
+def _commit_catalog_change() -> None:
+    """Commit, then retire every cached catalog page of the tenant (after the commit,
+    so no reader can cache the old rows under the new generation)."""
+    db.session.commit()
+    generations.bump(generations.CATALOG)
+
 
 COURSE_OWNERS = ("instructor", "admin")
 
@@ -96,7 +105,7 @@ def create_course(data: dict[str, Any], user: AuthUser) -> dict[str, Any]:
     _check_references(data, user)
     values = {"instructor_id": user.id, **data}
     row = db.session.execute(insert(Course).values(**values).returning(*COURSE_COLUMNS)).one()
-    db.session.commit()
+    _commit_catalog_change()
     return row._asdict()
 
 
@@ -109,7 +118,7 @@ def update_course(course_id: int, data: dict[str, Any], user: AuthUser) -> dict[
         ).one()
     else:
         row = _course_row(course_id)
-    db.session.commit()
+    _commit_catalog_change()
     return row._asdict()
 
 
@@ -117,7 +126,7 @@ def archive_course(course_id: int, user: AuthUser) -> None:
     """DELETE archives: enrollments and progress stay, the catalog stops listing it."""
     _lock_course(course_id, user)
     db.session.execute(update(Course).where(Course.id == course_id).values(is_archived=True))
-    db.session.commit()
+    _commit_catalog_change()
 
 
 # --- lessons ---------------------------------------------------------------------
@@ -164,7 +173,7 @@ def create_lesson(course_id: int, data: dict[str, Any], user: AuthUser) -> dict[
         insert(Lesson).values(course_id=course_id, **values).returning(*LESSON_COLUMNS)
     ).one()
     _recount_lessons(course_id)
-    db.session.commit()
+    _commit_catalog_change()
     return row._asdict()
 
 
@@ -178,7 +187,9 @@ def update_lesson(lesson_id: int, data: dict[str, Any], user: AuthUser) -> dict[
         row = db.session.execute(select(*LESSON_COLUMNS).where(Lesson.id == lesson_id)).one()
     if "is_published" in data:
         _recount_lessons(course_id)
-    db.session.commit()
+        _commit_catalog_change()  # total_lessons may have moved
+    else:
+        db.session.commit()
     return row._asdict()
 
 
@@ -196,7 +207,7 @@ def delete_lesson(lesson_id: int, user: AuthUser) -> None:
         # Anything else referencing the lesson: keep it rather than lose data.
         _learners_have_progress()
     _recount_lessons(course_id)
-    db.session.commit()
+    _commit_catalog_change()
 
 
 def _learners_have_progress() -> NoReturn:

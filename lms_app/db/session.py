@@ -1,14 +1,38 @@
-"""The Session class behind `db.session`: every statement lands in the current tenant."""
+"""The Session class behind `db.session`: every statement lands in the current tenant,
+and plain reads of read-only requests go to the read engine.
+
+Routing is decided on the Session's state and the statement object, never on SQL
+text (the seed's keyword sniffing sends a CTE that writes, or `SELECT ... FOR
+UPDATE`, to the wrong server).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import flask_sqlalchemy.session
-from sqlalchemy import Connection, Engine
+from flask import Flask, g, has_request_context, request
+from sqlalchemy import Connection, Engine, Select
 
-from lms_app.db.engines import for_schema
+from lms_app.db.engines import READ_BIND, for_schema
 from lms_app.tenancy.context import current_tenant
+
+# Session.info key: once a session wrote (or locked), its later reads stay on the
+# primary so the request reads its own writes.
+PINNED_TO_PRIMARY = "lms_pinned_to_primary"
+
+
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_mark_read_only_requests)
+
+
+def _mark_read_only_requests() -> None:
+    """GET/HEAD/OPTIONS requests may send their plain SELECTs to the read engine."""
+    if request.method in READ_ONLY_METHODS:
+        g.lms_read_only = True
 
 
 class TenantSession(flask_sqlalchemy.session.Session):
@@ -29,5 +53,23 @@ class TenantSession(flask_sqlalchemy.session.Session):
         resolved = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
         if bind is not None or not isinstance(resolved, Engine):
             return resolved
+        if self._routes_to_reader(resolved, clause):
+            resolved = self._db.engines[READ_BIND]
         tenant = current_tenant()
         return for_schema(resolved, tenant.schema_name) if tenant is not None else resolved
+
+    def _routes_to_reader(self, resolved: Engine, clause: Any | None) -> bool:
+        if not (has_request_context() and g.get("lms_read_only")):
+            return False
+        if self.info.get(PINNED_TO_PRIMARY):
+            return False
+        plain_read = (
+            isinstance(clause, Select) and clause._for_update_arg is None and not self._flushing
+        )
+        if not plain_read:
+            # Anything else may write or lock: from here on this session uses the
+            # primary only. Reads without a statement (mapper-only lookups) land here too.
+            self.info[PINNED_TO_PRIMARY] = True
+            return False
+        engines = self._db.engines
+        return READ_BIND in engines and resolved is engines[None]

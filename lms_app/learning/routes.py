@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from lms_app.accounts.auth import auth_required, current_user
 from lms_app.learning import schemas, service
+from lms_app.web.blueprint import Blueprint
 from lms_app.web.pagination import CursorPageArgs
 
 blp = Blueprint("learning", __name__, url_prefix="/api/v1", description="learning")

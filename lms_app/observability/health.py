@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
 
 from lms_app.extensions import cache, db
+from lms_app.web.blueprint import Blueprint
 
 blp = Blueprint("operations", __name__, description="Health checks (no tenant, no auth)")
 

@@ -6,7 +6,6 @@ import hmac
 
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from lms_app.errors import abort
 from lms_app.extensions import db
@@ -31,6 +30,7 @@ from lms_app.tenancy.provisioning import (
 )
 from lms_app.tenancy.registry import load_tenant
 from lms_app.tenancy.resolver import registry
+from lms_app.web.blueprint import Blueprint
 
 blp = Blueprint("platform", __name__, url_prefix="/platform", description="Tenant onboarding")
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from lms_app.tenancy.context import require_tenant
 from lms_app.tenancy.platform_schemas import TenantSchema
+from lms_app.web.blueprint import Blueprint
 
 blp = Blueprint("tenant", __name__, url_prefix="/api/v1", description="The current school")
 

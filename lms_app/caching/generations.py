@@ -1,0 +1,39 @@
+"""Generation counters: O(1) invalidation of a whole namespace of a tenant.
+
+Each (tenant, namespace) has a counter in the cache, and every cached value of the
+namespace carries the counter in its key. A write bumps the counter (INCR) after it
+commits; the old keys are never read again and expire on their TTL. No KEYS or
+SCAN, whatever the number of keys.
+
+A reader takes the generation *before* it reads the database and stores under that
+generation, so a fill that raced with a write lands under the old, dead generation.
+"""
+
+from __future__ import annotations
+
+from lms_app.caching.keys import tenant_key
+from lms_app.caching.local import shared_copies
+from lms_app.caching.safe import cache_incr
+from lms_app.tenancy.context import TenantInfo, require_tenant
+
+# The namespaces of DESIGN.md's caching section that are in use.
+CATALOG = "catalog"
+
+
+def generation_key(namespace: str, tenant: TenantInfo | None = None) -> str:
+    return tenant_key(tenant or require_tenant(), "gen", namespace)
+
+
+def bump(namespace: str, tenant: TenantInfo | None = None) -> None:
+    """Invalidate every cached value of `namespace` (call after the write commits)."""
+    key = generation_key(namespace, tenant)
+    shared_copies().forget(key)
+    cache_incr(key)
+
+
+def parse_generation(raw: object) -> int:
+    """A counter never set (or evicted) reads as generation 0."""
+    try:
+        return int(raw)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0

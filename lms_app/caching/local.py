@@ -1,0 +1,60 @@
+"""Per-process copies of shared cache entries, kept for a couple of seconds.
+
+They save the shared-cache round trip on the hottest reads (auth state, catalog
+pages). The price is bounded staleness across processes: a change made by another
+process reaches this one within `ttl_s`; the process making the change forgets its
+own copies at once. Nothing per-user that changes with learning (progress,
+enrolments) is ever kept here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Flask, current_app
+
+
+class LocalCopies:
+    """Entries grouped (one group per generation counter or per kind) so a whole
+    group can be forgotten in O(1)."""
+
+    def __init__(self, ttl_s: float, max_entries: int) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._groups: dict[str, dict[str, tuple[float, Any]]] = {}
+        self._size = 0
+
+    def get(self, group: str, key: str) -> Any | None:
+        entry = self._groups.get(group, {}).get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, group: str, key: str, value: Any) -> None:
+        if self.ttl_s <= 0:
+            return
+        if self._size >= self.max_entries:
+            # Crude but bounded; entries live seconds anyway.
+            self._groups.clear()
+            self._size = 0
+        entries = self._groups.setdefault(group, {})
+        if key not in entries:
+            self._size += 1
+        entries[key] = (time.monotonic() + self.ttl_s, value)
+
+    def forget(self, group: str, key: str | None = None) -> None:
+        """Forget one entry, or the whole group when `key` is None."""
+        if key is None:
+            self._size -= len(self._groups.pop(group, {}))
+        elif self._groups.get(group, {}).pop(key, None) is not None:
+            self._size -= 1
+
+
+def init_app(app: Flask, ttl_s: float) -> None:
+    app.extensions["lms_cache_local"] = LocalCopies(ttl_s, max_entries=2_000)
+
+
+def shared_copies() -> LocalCopies:
+    """This process's copies of namespace values read through `cached_read`."""
+    return current_app.extensions["lms_cache_local"]

@@ -1,0 +1,64 @@
+"""The cached-read helper: a value of a namespace, validated by its generation.
+
+Three levels, cheapest first:
+
+1. this process's copy, younger than CACHE_LOCAL_SECONDS (no round trip);
+2. the shared cache: the generation counter and the value under the generation this
+   process saw last come back together (one MGET); only when the counter moved is
+   the value under the new generation fetched as well;
+3. `load()`, stored under the generation read *before* it ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import current_app
+
+from lms_app.caching.generations import generation_key, parse_generation
+from lms_app.caching.keys import tenant_key
+from lms_app.caching.local import shared_copies
+from lms_app.caching.safe import breaker, cache_get, cache_get_many, cache_set
+from lms_app.tenancy.context import require_tenant
+
+T = TypeVar("T")
+
+
+def _last_seen() -> dict[str, int]:
+    return current_app.extensions.setdefault("lms_cache_generations", {})
+
+
+def cached_read(namespace: str, key: str, ttl_s: int, load: Callable[[], T]) -> T:
+    """`load()`'s value for `key` in `namespace`, from a cache while it is current.
+
+    `load` must not return None (None means "not cached").
+    """
+    tenant = require_tenant()
+    gen_key = generation_key(namespace, tenant)
+    copies = shared_copies()
+    value = copies.get(gen_key, key)
+    if value is not None:
+        return value
+    value = _shared_read(tenant_key(tenant, namespace), gen_key, key, ttl_s, load)
+    copies.put(gen_key, key, value)
+    return value
+
+
+def _shared_read(prefix: str, gen_key: str, key: str, ttl_s: int, load: Callable[[], T]) -> T:
+    if breaker().is_open:
+        return load()
+    seen = _last_seen()
+    guess = seen.get(gen_key, 0)
+    raw_generation, value = cache_get_many([gen_key, f"{prefix}:g{guess}:{key}"])
+    if breaker().is_open:  # that call just failed
+        return load()
+    generation = parse_generation(raw_generation)
+    if generation != guess:
+        seen[gen_key] = generation
+        value = cache_get(f"{prefix}:g{generation}:{key}")
+    if value is not None:
+        return value
+    value = load()
+    cache_set(f"{prefix}:g{generation}:{key}", value, ttl_s)
+    return value

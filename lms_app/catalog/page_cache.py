@@ -1,0 +1,82 @@
+"""The catalog as served: the shared page cached per tenant, the overlay always live.
+
+The page (course rows and next cursor) is the same for every user of a school, so
+it is cached once per tenant under the catalog generation (bumped by every course
+or lesson write that can change it) and stored already rendered: one JSON fragment
+per course, missing only the caller's two fields. A request then costs one cache
+round trip, the overlay statement, and string joins. `is_enrolled` and
+`progress_percentage` are never cached: they come from the database every time.
+
+The body equals CatalogPageSchema's dump of `queries.catalog_page` (tested).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+
+from lms_app.caching.generations import CATALOG
+from lms_app.caching.reads import cached_read
+from lms_app.catalog import queries
+
+# (course id, total_lessons, '{"field":value,...' without its closing brace)
+Fragment = tuple[int, int, str]
+
+
+def catalog_json(
+    user_id: int,
+    *,
+    limit: int,
+    after: tuple[datetime, int] | None,
+    category_id: int | None,
+    difficulty_level: str | None,
+) -> str:
+    filters: dict[str, Any] = {
+        "limit": limit,
+        "after": after,
+        "category_id": category_id,
+        "difficulty_level": difficulty_level,
+    }
+    settings = current_app.config["LMS_SETTINGS"]
+    if settings.cache_catalog_pages:
+        key = _page_key(**filters)
+        fragments, next_cursor = cached_read(
+            CATALOG, key, settings.cache_ttl.course_list, lambda: _render_page(**filters)
+        )
+    else:
+        fragments, next_cursor = _render_page(**filters)
+
+    overlay = queries.user_overlay(user_id, [course_id for course_id, _, _ in fragments])
+    items = []
+    for course_id, total_lessons, fragment in fragments:
+        enrolled, progress = queries.overlay_fields(overlay, course_id, total_lessons)
+        items.append(
+            f'{fragment},"is_enrolled":{"true" if enrolled else "false"},'
+            f'"progress_percentage":{progress!r}}}'
+        )
+    return f'{{"items":[{",".join(items)}],"next_cursor":{json.dumps(next_cursor)}}}'
+
+
+def _page_key(
+    *,
+    limit: int,
+    after: tuple[datetime, int] | None,
+    category_id: int | None,
+    difficulty_level: str | None,
+) -> str:
+    cursor = f"{after[0].isoformat()}/{after[1]}" if after else "-"
+    return f"{limit}:{cursor}:{category_id or '-'}:{difficulty_level or '-'}"
+
+
+def _render_page(**filters: Any) -> tuple[list[Fragment], str | None]:
+    items, next_cursor = queries.shared_catalog_page(**filters)
+    dumps = current_app.json.dumps
+    # Each item is a non-empty JSON object: drop its closing brace to append to it.
+    fragments = [
+        (item["id"], item["total_lessons"], dumps(item, separators=(",", ":"))[:-1])
+        for item in items
+    ]
+    return fragments, next_cursor

@@ -1,0 +1,191 @@
+"""The catalog page cache: shared rows cached per tenant, the user's overlay always live.
+
+Writes retire cached pages through the tenant's catalog generation: at once in the
+process that wrote, within CACHE_LOCAL_SECONDS in other processes, and never by
+scanning keys. A cache outage degrades to the database.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lms_app.caching.generations import CATALOG, generation_key
+from lms_app.caching.safe import breaker
+from lms_app.extensions import cache, db
+from lms_app.tenancy.context import tenant_scope
+from tests.conftest import count_statements, make_app
+from tests.test_catalog_api import API, insert_courses, make_school, new_course, new_lesson
+from tests.test_learning_api import enroll_row, progress_row
+
+
+@pytest.fixture
+def school(app, make_tenant):
+    return make_school(app, make_tenant())
+
+
+def catalog(client, headers, **query) -> dict:
+    r = client.get(f"{API}/courses", query_string=query, headers=headers)
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+def dispose(*apps) -> None:
+    for other in apps:
+        with other.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+def titles(body: dict) -> list[str]:
+    return [item["title"] for item in body["items"]]
+
+
+def test_a_cached_page_costs_only_the_overlay(app, client, school, count_queries):
+    insert_courses(app, school.tenant, 3)
+    student = school.headers["student"]
+    catalog(client, student, limit=7)  # also warms the auth state
+    with count_queries() as q:
+        first = catalog(client, student, limit=2)
+    assert q.count == 2, q.statements  # page + overlay
+    with count_queries() as q:
+        again = catalog(client, student, limit=2)
+    assert q.count == 1, q.statements  # overlay only
+    assert again == first
+
+    # Another user of the school shares the page, with their own overlay.
+    with count_queries() as q:
+        catalog(client, school.headers["other"], limit=2)
+    assert q.count == 2, q.statements  # their auth state + overlay
+
+    # An empty page has no overlay to ask for.
+    catalog(client, student, category_id=987_654)
+    with count_queries() as q:
+        assert catalog(client, student, category_id=987_654)["items"] == []
+    assert q.count == 0, q.statements
+
+
+def test_the_overlay_is_never_cached(app, client, school):
+    """Enrolment and progress show on the very next request, with no write to the
+    catalog and no generation bump."""
+    owner = school.headers["instructor"]
+    course = new_course(client, owner, is_published=True)
+    lessons = [new_lesson(client, owner, course["id"], is_published=True) for _ in range(4)]
+    student_id, student = school.ids["student"], school.headers["student"]
+    (item,) = catalog(client, student)["items"]
+    assert item["is_enrolled"] is False and item["progress_percentage"] == 0
+
+    enroll_row(app, school.tenant, student_id, course["id"])
+    progress_row(app, school.tenant, student_id, lessons[0]["id"], 100)
+    (item,) = catalog(client, student)["items"]
+    assert item["is_enrolled"] is True and item["progress_percentage"] == 25
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["create course", "rename course", "archive course", "add lesson", "unpublish lesson"],
+)
+def test_catalog_writes_show_at_once_in_the_writing_process(client, school, change):
+    owner, student = school.headers["instructor"], school.headers["student"]
+    course = new_course(client, owner, is_published=True, title="Before")
+    lesson = new_lesson(client, owner, course["id"], is_published=True)
+    before = catalog(client, student)
+    assert titles(before) == ["Before"] and before["items"][0]["total_lessons"] == 1
+
+    if change == "create course":
+        new_course(client, owner, is_published=True, title="Newer")
+        assert titles(catalog(client, student)) == ["Newer", "Before"]
+        return
+    if change == "rename course":
+        r = client.patch(f"{API}/courses/{course['id']}", json={"title": "After"}, headers=owner)
+        assert r.status_code == 200
+        assert titles(catalog(client, student)) == ["After"]
+    elif change == "archive course":
+        assert client.delete(f"{API}/courses/{course['id']}", headers=owner).status_code == 204
+        assert catalog(client, student)["items"] == []
+    elif change == "add lesson":
+        new_lesson(client, owner, course["id"], is_published=True)
+        assert catalog(client, student)["items"][0]["total_lessons"] == 2
+    else:
+        r = client.patch(
+            f"{API}/lessons/{lesson['id']}", json={"is_published": False}, headers=owner
+        )
+        assert r.status_code == 200
+        assert catalog(client, student)["items"][0]["total_lessons"] == 0
+
+
+def test_a_write_reaches_other_processes_through_the_generation(
+    app, client, school, database_url, redis_url, tmp_path
+):
+    """Another worker (same cache, no local copies) sees the write on its next request;
+    with local copies, within CACHE_LOCAL_SECONDS."""
+    prefix = app.config["CACHE_KEY_PREFIX"]
+    no_copies = make_app(database_url, redis_url, tmp_path / "a", prefix, cache_local_s=0)
+    short_copies = make_app(database_url, redis_url, tmp_path / "b", prefix, cache_local_s=0.3)
+    owner, student = school.headers["instructor"], school.headers["student"]
+    course = new_course(client, owner, is_published=True, title="Before")
+    there, later = no_copies.test_client(), short_copies.test_client()
+    assert titles(catalog(there, student)) == ["Before"]
+    assert titles(catalog(later, student)) == ["Before"]
+
+    r = client.patch(f"{API}/courses/{course['id']}", json={"title": "After"}, headers=owner)
+    assert r.status_code == 200
+    assert titles(catalog(there, student)) == ["After"]
+    deadline = time.monotonic() + 0.3 + 1.0
+    while titles(catalog(later, student)) != ["After"]:
+        assert time.monotonic() < deadline, "the write never reached the other process"
+        time.sleep(0.05)
+    dispose(no_copies, short_copies)
+
+
+def test_invalidation_is_one_counter(app, client, school):
+    """A write moves the tenant's catalog generation by one; keys are never listed."""
+    owner = school.headers["instructor"]
+    with app.app_context(), tenant_scope(school.tenant):
+        key = generation_key(CATALOG)
+        before = int(cache.get(key) or 0)
+    new_course(client, owner, is_published=True)
+    with app.app_context():
+        assert int(cache.get(key)) == before + 1
+
+
+def test_pages_of_two_schools_never_mix(app, client, make_tenant):
+    a, b = make_school(app, make_tenant()), make_school(app, make_tenant())
+    new_course(client, a.headers["instructor"], is_published=True, title="A course")
+    new_course(client, b.headers["instructor"], is_published=True, title="B course")
+    for _ in range(2):  # the second round is served from the cache
+        assert titles(catalog(client, a.headers["student"])) == ["A course"]
+        assert titles(catalog(client, b.headers["student"])) == ["B course"]
+
+
+def test_cache_outage_degrades_to_the_database(
+    app, make_tenant, database_url, tmp_path, count_queries
+):
+    """Redis unreachable: every catalog request still answers, from the database, and
+    after the first failure the breaker keeps requests off the cache."""
+    unreachable = "redis://127.0.0.1:9/0"  # the discard port: nothing listens
+    down = make_app(database_url, unreachable, tmp_path, cache_breaker_s=60)
+    school = make_school(app, make_tenant())
+    new_course(app.test_client(), school.headers["instructor"], is_published=True, title="Up")
+    client = down.test_client()
+    for _ in range(3):
+        assert titles(catalog(client, school.headers["student"])) == ["Up"]
+    with down.app_context():
+        assert breaker().is_open
+    started = time.monotonic()
+    assert titles(catalog(client, school.headers["student"])) == ["Up"]
+    assert time.monotonic() - started < 0.5  # no cache timeout paid while open
+    dispose(down)
+
+
+def test_page_cache_can_be_switched_off(app, make_tenant, database_url, redis_url, tmp_path):
+    off = make_app(database_url, redis_url, tmp_path, cache_catalog_pages=False)
+    school = make_school(app, make_tenant())
+    new_course(app.test_client(), school.headers["instructor"], is_published=True, title="X")
+    client = off.test_client()
+    catalog(client, school.headers["student"])
+    with count_statements(off) as q:
+        assert titles(catalog(client, school.headers["student"])) == ["X"]
+    assert q.count == 2, q.statements
+    dispose(off)

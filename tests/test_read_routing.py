@@ -1,0 +1,97 @@
+"""Read routing: plain SELECTs of GET requests go to the autocommit read engine;
+writes, locks and everything after them in the same session stay on the primary."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from flask import Flask
+from sqlalchemy import event, insert, select
+
+from lms_app.catalog.models import Category, Course
+from lms_app.db.engines import READ_BIND
+from lms_app.extensions import db
+from tests.conftest import make_app
+from tests.test_catalog_api import API, make_school, new_course
+
+
+@contextlib.contextmanager
+def statements_by_engine(app: Flask) -> Iterator[dict[str, list[str]]]:
+    seen: dict[str, list[str]] = {"primary": [], "read": []}
+    with app.app_context():
+        engines = {"primary": db.engines[None], "read": db.engines[READ_BIND]}
+    listeners = {}
+    for name, engine in engines.items():
+
+        def on_execute(conn, cursor, statement, *args, _name=name):
+            seen[_name].append(statement)
+
+        listeners[name] = on_execute
+        event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        yield seen
+    finally:
+        for name, engine in engines.items():
+            event.remove(engine, "before_cursor_execute", listeners[name])
+
+
+def test_get_reads_use_the_read_engine(app, client, make_tenant):
+    school = make_school(app, make_tenant())
+    course = new_course(client, school.headers["instructor"], is_published=True)
+    with statements_by_engine(app) as seen:
+        r = client.get(f"{API}/courses/{course['id']}", headers=school.headers["student"])
+    assert r.status_code == 200
+    assert seen["read"] and not seen["primary"], seen
+
+
+def test_writes_and_their_reads_use_the_primary(app, client, make_tenant):
+    school = make_school(app, make_tenant())
+    course = new_course(client, school.headers["instructor"], is_published=True)
+    with statements_by_engine(app) as seen:
+        r = client.patch(
+            f"{API}/courses/{course['id']}",
+            json={"title": "Renamed"},
+            headers=school.headers["admin"],
+        )
+    assert r.status_code == 200
+    assert seen["primary"] and not seen["read"], seen
+
+
+def test_read_engine_is_autocommit_and_primary_is_not(app):
+    with app.app_context():
+        with db.engines[READ_BIND].connect() as conn:
+            assert conn.connection.dbapi_connection.autocommit is True
+        with db.engine.connect() as conn:
+            assert conn.connection.dbapi_connection.autocommit is False
+
+
+def test_a_get_that_locks_or_writes_stays_on_the_primary(
+    make_tenant, database_url, redis_url, tmp_path
+):
+    """Routing looks at the statement and the session, not at SQL text: FOR UPDATE and
+    DML go to the primary, and so does every later read of that session."""
+    app = make_app(database_url, redis_url, tmp_path)
+    tenant = make_tenant()
+
+    @app.get("/test-routing/<kind>")
+    def routed(kind: str):
+        from lms_app.tenancy.context import tenant_scope
+
+        with tenant_scope(tenant):
+            if kind == "lock":
+                db.session.execute(select(Course.id).with_for_update())
+            else:
+                db.session.execute(insert(Category).values(name="Routed", slug="routed"))
+            db.session.execute(select(Course.id))  # after the lock or write
+            db.session.rollback()
+        return {"ok": True}
+
+    client = app.test_client()
+    for kind in ("lock", "write"):
+        with statements_by_engine(app) as seen:
+            assert client.get(f"/test-routing/{kind}").status_code == 200
+        assert len(seen["primary"]) == 2 and not seen["read"], (kind, seen)
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose()
