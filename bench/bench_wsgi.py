@@ -1,6 +1,6 @@
 """WSGI module for `api_bench.py --gunicorn`: lms_app against the benchmark database.
 
-    BENCH_DATABASE_URL=postgresql://... REDIS_URL=redis://... \
+    BENCH_DATABASE_URL=postgresql://... REDIS_URL=redis://... [BENCH_PAGE_CACHE=0] \
         gunicorn -w 2 -b 127.0.0.1:PORT --pythonpath bench bench_wsgi:app
 """
 
@@ -22,5 +22,6 @@ app = create_app(
     make_settings(
         os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL),
         os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
+        cache_catalog_pages=os.environ.get("BENCH_PAGE_CACHE", "1") != "0",
     )
 )

@@ -22,8 +22,14 @@ from lms_app.caching.generations import CATALOG
 from lms_app.caching.reads import cached_read
 from lms_app.catalog import queries
 
+# Part of every page key: bump it whenever RenderedPage changes shape, so a deploy
+# never reads values cached by the previous release.
+PAGE_FORMAT = 2
+
 # (course id, total_lessons, '{"field":value,...' without its closing brace)
 Fragment = tuple[int, int, str]
+# The rendered items, their courses' unpublished lesson ids, the next cursor.
+RenderedPage = tuple[list[Fragment], list[int], str | None]
 
 
 def catalog_json(
@@ -43,13 +49,14 @@ def catalog_json(
     settings = current_app.config["LMS_SETTINGS"]
     if settings.cache_catalog_pages:
         key = _page_key(**filters)
-        fragments, next_cursor = cached_read(
+        fragments, unpublished, next_cursor = cached_read(
             CATALOG, key, settings.cache_ttl.course_list, lambda: _render_page(**filters)
         )
     else:
-        fragments, next_cursor = _render_page(**filters)
+        fragments, unpublished, next_cursor = _render_page(**filters)
 
-    overlay = queries.user_overlay(user_id, [course_id for course_id, _, _ in fragments])
+    course_ids = [course_id for course_id, _, _ in fragments]
+    overlay = queries.user_overlay(user_id, course_ids, unpublished)
     items = []
     for course_id, total_lessons, fragment in fragments:
         enrolled, progress = queries.overlay_fields(overlay, course_id, total_lessons)
@@ -68,15 +75,16 @@ def _page_key(
     difficulty_level: str | None,
 ) -> str:
     cursor = f"{after[0].isoformat()}/{after[1]}" if after else "-"
-    return f"{limit}:{cursor}:{category_id or '-'}:{difficulty_level or '-'}"
+    return f"v{PAGE_FORMAT}:{limit}:{cursor}:{category_id or '-'}:{difficulty_level or '-'}"
 
 
-def _render_page(**filters: Any) -> tuple[list[Fragment], str | None]:
+def _render_page(**filters: Any) -> RenderedPage:
     items, next_cursor = queries.shared_catalog_page(**filters)
+    unpublished = [i for item in items for i in item.pop("unpublished_lesson_ids")]
     dumps = current_app.json.dumps
     # Each item is a non-empty JSON object: drop its closing brace to append to it.
     fragments = [
         (item["id"], item["total_lessons"], dumps(item, separators=(",", ":"))[:-1])
         for item in items
     ]
-    return fragments, next_cursor
+    return fragments, unpublished, next_cursor

@@ -30,6 +30,8 @@ def _element(value: Any) -> str:
 
 
 def array_literal(values: Sequence[Any]) -> str:
+    if all(type(v) is int for v in values):  # ids: the common, 10,000-element case
+        return "{" + ",".join(map(str, values)) + "}"
     return "{" + ",".join(_element(v) for v in values) + "}"
 
 
