@@ -9,8 +9,8 @@ drops the database again (unless --keep):
    plus once through the real CLI as a subprocess; process start-up (interpreter,
    imports, app factory) is measured on its own with `flask --app wsgi tenants --help`.
 2. Bulk-create tenants up to --tenants (not timed as a result, rate shown).
-3. One pending migration: every tenant is downgraded to the previous revision
-   (not timed), then `flask --app wsgi db-upgrade --jobs N` runs as a subprocess.
+3. Pending migrations: every tenant is downgraded to --from-revision (default 0001,
+   so every secondary index is pending; not timed), then `flask --app wsgi db-upgrade --jobs N` runs as a subprocess.
 4. No-op: the same command again with nothing pending.
 5. No-op at --noop-tenants: tenants created up to that number, then the no-op again.
 
@@ -334,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--create-runs", type=int, default=20, help="timed create_tenant calls")
     parser.add_argument(
+        "--from-revision",
+        default="0001",
+        help="step 3 downgrades every tenant to this revision first (default %(default)s: "
+        "every secondary index pending; 'previous' for the revision before head)",
+    )
+    parser.add_argument(
         "--create-jobs",
         type=int,
         default=os.cpu_count() or 2,
@@ -450,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
             n_indexes = secondary_index_count(engine)
 
             # 3. one pending migration --------------------------------------------
-            previous = previous_revision(head)
+            previous = (
+                previous_revision(head) if args.from_revision == "previous" else args.from_revision
+            )
             down_s = downgrade_all(engine, previous)
             results.add(
                 f"3. downgrade all to {previous} (setup)",

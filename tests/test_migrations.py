@@ -88,6 +88,11 @@ SECONDARY_INDEXES = {
     "USING brin (occurred_at)",
 }
 
+# Revision 0003: the catalog page's unpublished lesson ids.
+SECONDARY_INDEXES["ix_lessons_unpublished"] = (
+    "INDEX ix_lessons_unpublished ON S.lessons USING btree (course_id) WHERE (NOT is_published)"
+)
+
 ALL_INDEXES = {**CONSTRAINT_INDEXES, **SECONDARY_INDEXES}
 
 
@@ -327,7 +332,7 @@ def test_public_registry_matches_its_model(app: Flask) -> None:
 def test_new_tenant_is_at_head(app: Flask, make_tenant) -> None:
     tenant = make_tenant()
     with app.app_context():
-        assert revision_of(db.engine, tenant.schema_name) == tenant_head() == "0002"
+        assert revision_of(db.engine, tenant.schema_name) == tenant_head() == "0003"
         pending, _total = pending_tenants(db.engine)
     assert tenant.slug not in [slug for slug, _schema in pending]
 

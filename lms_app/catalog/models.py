@@ -106,6 +106,7 @@ class Lesson(TenantBase):
     __table_args__ = (
         Index("ix_lessons_course", "course_id", "order_index"),
         Index("ix_lessons_search", "search_vector", postgresql_using="gin"),
+        Index("ix_lessons_unpublished", "course_id", postgresql_where=text("NOT is_published")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
