@@ -10,7 +10,8 @@ drops the database again (unless --keep):
    imports, app factory) is measured on its own with `flask --app wsgi tenants --help`.
 2. Bulk-create tenants up to --tenants (not timed as a result, rate shown).
 3. Pending migrations: every tenant is downgraded to --from-revision (default 0001,
-   so every secondary index is pending; not timed), then `flask --app wsgi db-upgrade --jobs N` runs as a subprocess.
+   so every secondary index is pending; not timed), then
+   `flask --app wsgi db-upgrade --jobs N` runs as a subprocess.
 4. No-op: the same command again with nothing pending.
 5. No-op at --noop-tenants: tenants created up to that number, then the no-op again.
 
