@@ -1,8 +1,9 @@
 """gunicorn settings from the environment (Heroku sets PORT and WEB_CONCURRENCY).
 
-Each worker holds its own pool: WEB_CONCURRENCY x (DB_POOL_SIZE + DB_MAX_OVERFLOW)
-must stay below PostgreSQL's max_connections (or put PgBouncer in transaction
-mode in front; lms_app keeps no connection state, so that is safe).
+Each worker holds two pools (primary and autocommit read pool), so
+WEB_CONCURRENCY x 2 x (DB_POOL_SIZE + DB_MAX_OVERFLOW) must stay below PostgreSQL's
+max_connections (or put PgBouncer in transaction mode in front; lms_app keeps no
+connection state, so that is safe).
 """
 
 import os
