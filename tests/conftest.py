@@ -198,6 +198,28 @@ def add_user(
         return user.id
 
 
+def headers_for(app: Flask, tenant: TenantInfo, user_id: int) -> dict[str, str]:
+    """Tenant + bearer headers for a user without a password round trip (scrypt is slow)."""
+    from sqlalchemy import select
+
+    from lms_app.accounts.auth import issue_token
+    from lms_app.accounts.models import User
+
+    with app.app_context(), tenant_scope(tenant):
+        version = db.session.scalar(select(User.token_version).where(User.id == user_id))
+        token, _ = issue_token(user_id, version)
+    return tenant_headers(tenant, token)
+
+
+def admin_id(app: Flask, tenant: TenantInfo) -> int:
+    from sqlalchemy import select
+
+    from lms_app.accounts.models import User
+
+    with app.app_context(), tenant_scope(tenant):
+        return db.session.scalar(select(User.id).where(User.email == f"admin@{tenant.slug}.test"))
+
+
 def tenant_headers(tenant: TenantInfo, token: str | None = None) -> dict[str, str]:
     headers = {"X-Tenant": tenant.slug}
     if token:

@@ -14,13 +14,20 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
 
-from lms_app.accounts.auth import issue_token
-from lms_app.accounts.models import User
 from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.extensions import db
 from lms_app.learning.models import Enrollment, LessonProgress
 from lms_app.tenancy.context import TenantInfo, tenant_scope
-from tests.conftest import ADMIN_PASSWORD, add_user, assert_error, login, tenant_headers, user_email
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    add_user,
+    admin_id,
+    assert_error,
+    headers_for,
+    login,
+    tenant_headers,
+    user_email,
+)
 
 API = "/api/v1"
 HUGE_ID = "99999999999999999999"
@@ -63,19 +70,6 @@ class School:
     tenant: TenantInfo
     ids: dict[str, int]
     headers: dict[str, dict[str, str]]
-
-
-def headers_for(app: Flask, tenant: TenantInfo, user_id: int) -> dict[str, str]:
-    """Tenant + bearer headers without a password round trip (scrypt is slow)."""
-    with app.app_context(), tenant_scope(tenant):
-        version = db.session.scalar(select(User.token_version).where(User.id == user_id))
-        token, _ = issue_token(user_id, version)
-    return tenant_headers(tenant, token)
-
-
-def admin_id(app: Flask, tenant: TenantInfo) -> int:
-    with app.app_context(), tenant_scope(tenant):
-        return db.session.scalar(select(User.id).where(User.email == f"admin@{tenant.slug}.test"))
 
 
 def make_school(app: Flask, tenant: TenantInfo) -> School:

@@ -16,15 +16,8 @@ from lms_app.catalog.models import Lesson
 from lms_app.extensions import db
 from lms_app.learning.models import LessonProgress
 from lms_app.tenancy.context import tenant_scope
-from tests.conftest import add_user, tenant_headers
-from tests.test_learning_api import (
-    admin_id,
-    assert_error,
-    enroll_row,
-    headers_for,
-    make_course,
-    progress_row,
-)
+from tests.conftest import add_user, admin_id, assert_error, headers_for, tenant_headers
+from tests.test_learning_api import enroll_row, make_course, progress_row
 
 
 @pytest.fixture(scope="module")
