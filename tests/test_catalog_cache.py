@@ -189,3 +189,21 @@ def test_page_cache_can_be_switched_off(app, make_tenant, database_url, redis_ur
         assert titles(catalog(client, school.headers["student"])) == ["X"]
     assert q.count == 2, q.statements
     dispose(off)
+
+
+def test_in_process_cache_without_redis(make_tenant, database_url, tmp_path):
+    """REDIS_URL unset (the quick start): SimpleCache holds pages and counters."""
+    local = make_app(database_url, None, tmp_path)
+    school = make_school(local, make_tenant())
+    client, owner = local.test_client(), school.headers["instructor"]
+    course = new_course(client, owner, is_published=True, title="Before")
+    assert titles(catalog(client, school.headers["student"])) == ["Before"]
+    with count_statements(local) as q:
+        assert titles(catalog(client, school.headers["student"])) == ["Before"]
+    assert q.count == 1, q.statements  # the page came from the cache
+    r = client.patch(f"{API}/courses/{course['id']}", json={"title": "After"}, headers=owner)
+    assert r.status_code == 200
+    assert titles(catalog(client, school.headers["student"])) == ["After"]
+    with local.app_context():
+        assert not breaker().is_open
+    dispose(local)

@@ -56,9 +56,7 @@ CATALOG_COLUMNS = (
 
 # The course's unpublished lesson ids, for the overlay (see _overlay_statement).
 UNPUBLISHED_LESSON_IDS = func.array(
-    select(Lesson.id)
-    .where(Lesson.course_id == Course.id, ~Lesson.is_published)
-    .scalar_subquery()
+    select(Lesson.id).where(Lesson.course_id == Course.id, ~Lesson.is_published).scalar_subquery()
 ).label("unpublished_lesson_ids")
 
 COURSE_COLUMNS = (

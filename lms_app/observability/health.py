@@ -30,11 +30,14 @@ def healthz():
 @blp.doc(security=[])
 def readyz():
     failed: dict[str, str] = {}
-    try:
-        with db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        failed["database"] = type(exc).__name__
+    # Every pool: the primary ("database") and the read pool ("database:read").
+    for bind, engine in db.engines.items():
+        name = "database" if bind is None else f"database:{bind}"
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            failed[name] = type(exc).__name__
     if current_app.config.get("CACHE_TYPE") == "RedisCache":
         try:
             cache.cache._write_client.ping()
