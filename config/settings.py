@@ -95,6 +95,11 @@ class PoolSettings:
     statement_timeout_ms: int = 30_000
     connect_timeout_s: int = 10
     keepalives_idle_s: int = 30
+    # The planner's price of a random page read on lms_app's connections. PostgreSQL's
+    # default (4) models spinning disks and makes it scan a whole table rather than
+    # follow a GIN index to a fifth of its rows (search for a common word: 8.7 ms
+    # instead of 2.9 ms); 1.1 fits SSD, NVMe and cloud volumes. 0 keeps the server's.
+    random_page_cost: float = 1.1
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,7 @@ class Settings:
             ),
             connect_timeout_s=_int(env, "DB_CONNECT_TIMEOUT", defaults_pool.connect_timeout_s, 1),
             keepalives_idle_s=_int(env, "DB_KEEPALIVES_IDLE", defaults_pool.keepalives_idle_s, 1),
+            random_page_cost=_float(env, "DB_RANDOM_PAGE_COST", defaults_pool.random_page_cost),
         )
         d_ttl = CacheTTL()
         ttl = CacheTTL(

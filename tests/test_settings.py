@@ -103,7 +103,9 @@ def test_pool_defaults_follow_the_seed() -> None:
     # Pre-ping is done by lms_app.db.pool_health on idle connections instead.
     assert options["pool_pre_ping"] is False
     connect = options["connect_args"]
-    assert connect["options"] == "-c statement_timeout=30000 -c timezone=UTC"
+    assert connect["options"] == (
+        "-c statement_timeout=30000 -c timezone=UTC -c random_page_cost=1.1"
+    )
     assert connect["keepalives"] == 1
     assert connect["keepalives_idle"] == pool.keepalives_idle_s
 
@@ -117,6 +119,7 @@ def test_pool_overrides() -> None:
             "DB_POOL_RECYCLE": "600",
             "DB_POOL_PRE_PING": "false",
             "DB_STATEMENT_TIMEOUT_MS": "5000",
+            "DB_RANDOM_PAGE_COST": "0",
         }
     ).pool
     assert (pool.size, pool.max_overflow, pool.timeout_s, pool.recycle_s) == (2, 0, 3, 600)
@@ -249,3 +252,14 @@ def test_instance_path_and_misc(tmp_path: Path) -> None:
     assert settings.log_level == "DEBUG"
     assert settings.token_ttl_s == 3600
     assert settings.replica_max_lag_s == 2.5
+
+
+def test_connections_carry_the_planner_page_cost(app) -> None:
+    from sqlalchemy import text
+
+    from lms_app.extensions import db
+
+    with app.app_context():
+        for engine in db.engines.values():
+            with engine.connect() as conn:
+                assert conn.execute(text("SHOW random_page_cost")).scalar_one() == "1.1"

@@ -37,13 +37,22 @@ def engine_options(pool: PoolSettings, application_name: str = "lms_app") -> dic
             "application_name": application_name,
             # A server-side cap so one runaway report cannot hold a connection.
             # UTC sessions: timestamps leave the database with a +00:00 offset.
-            "options": f"-c statement_timeout={pool.statement_timeout_ms} -c timezone=UTC",
+            "options": _server_options(pool),
             "keepalives": 1,
             "keepalives_idle": pool.keepalives_idle_s,
             "keepalives_interval": 10,
             "keepalives_count": 5,
         },
     }
+
+
+def _server_options(pool: PoolSettings) -> str:
+    """Session settings sent at connect (libpq options): the same on every pooled
+    connection from its first statement, so no request ever changes one."""
+    options = f"-c statement_timeout={pool.statement_timeout_ms} -c timezone=UTC"
+    if pool.random_page_cost > 0:
+        options += f" -c random_page_cost={pool.random_page_cost:g}"
+    return options
 
 
 def read_engine_options(pool: PoolSettings, url: str) -> dict[str, Any]:
