@@ -47,14 +47,19 @@ def catalog_json(
         "difficulty_level": difficulty_level,
     }
     settings = current_app.config["LMS_SETTINGS"]
-    if settings.cache_catalog_pages:
-        key = _page_key(**filters)
-        fragments, unpublished, next_cursor = cached_read(
-            CATALOG, key, settings.cache_ttl.course_list, lambda: _render_page(**filters)
+    if not settings.cache_catalog_pages:
+        # Rendered once, as a whole: per-item fragments only pay off when reused.
+        items, next_cursor = queries.catalog_page(user_id, **filters)
+        return current_app.json.dumps(
+            {"items": items, "next_cursor": next_cursor}, separators=(",", ":")
         )
-    else:
-        fragments, unpublished, next_cursor = _render_page(**filters)
 
+    fragments, unpublished, next_cursor = cached_read(
+        CATALOG,
+        _page_key(**filters),
+        settings.cache_ttl.course_list,
+        lambda: _render_page(**filters),
+    )
     course_ids = [course_id for course_id, _, _ in fragments]
     overlay = queries.user_overlay(user_id, course_ids, unpublished)
     items = []
