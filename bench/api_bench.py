@@ -695,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="timed requests per endpoint")
     parser.add_argument("--warmup", type=int, default=50, help="untimed requests per endpoint")
     parser.add_argument("--students", type=int, default=40, help="students logged in and used")
-    parser.add_argument("--bulk-rounds", type=int, default=5)
+    parser.add_argument("--bulk-rounds", type=int, default=9)
     parser.add_argument("--gunicorn", action="store_true", help="throughput under gunicorn + wrk")
     parser.add_argument("--duration", type=int, default=8, help="seconds per load test")
     parser.add_argument("--connections", type=int, default=32, help="load-test connections")
@@ -816,7 +816,9 @@ def main(argv: list[str] | None = None) -> int:
     bulk = bench_bulk(client, url, info, admin_token, args.bulk_rounds)
     api_s = statistics.median(bulk.api.times) / 1000
     copy_s = statistics.median(bulk.copy.times) / 1000
-    vs_copy = api_s / copy_s
+    # Rounds alternate API and COPY, so each pair met the same machine: the ratio is
+    # the median of the per-round ratios.
+    vs_copy = statistics.median(a / c for a, c in zip(bulk.api.times, bulk.copy.times, strict=True))
     vs_one = bulk.one_by_one_10k_s / api_s
     bulk_ok = vs_copy <= BULK_VS_COPY_MAX and vs_one >= BULK_VS_ONE_BY_ONE_MIN
     bulk.api.target = f"<={BULK_VS_COPY_MAX:g}x COPY, >={BULK_VS_ONE_BY_ONE_MIN:g}x 1-by-1"
