@@ -4,8 +4,10 @@ The page (course rows and next cursor) is the same for every user of a school, s
 it is cached once per tenant under the catalog generation (bumped by every course
 or lesson write that can change it) and stored already rendered: one JSON fragment
 per course, missing only the caller's two fields. A request then costs one cache
-round trip, the overlay statement, and string joins. `is_enrolled` and
-`progress_percentage` are never cached: they come from the database every time.
+round trip (none while this process's copy is fresh), the overlay statement, and
+string joins; a miss costs the one statement that reads the page together with the
+caller's overlay. `is_enrolled` and `progress_percentage` are never cached: they
+come from the database every time.
 
 The body equals CatalogPageSchema's dump of `queries.catalog_page` (tested).
 """
@@ -54,14 +56,24 @@ def catalog_json(
             {"items": items, "next_cursor": next_cursor}, separators=(",", ":")
         )
 
+    # On a miss the page is read together with this user's overlay (one statement);
+    # on a hit only the overlay is read.
+    fresh_overlay: dict[int, tuple[bool, int]] = {}
+
+    def load() -> RenderedPage:
+        items, next_cursor = queries.catalog_rows(**filters, user_id=user_id)
+        for item in items:
+            fresh_overlay[item["id"]] = (item.pop("is_enrolled"), item.pop("completed"))
+        return _render_page(items, next_cursor)
+
     fragments, unpublished, next_cursor = cached_read(
-        CATALOG,
-        _page_key(**filters),
-        settings.cache_ttl.course_list,
-        lambda: _render_page(**filters),
+        CATALOG, _page_key(**filters), settings.cache_ttl.course_list, load
     )
-    course_ids = [course_id for course_id, _, _ in fragments]
-    overlay = queries.user_overlay(user_id, course_ids, unpublished)
+    if fresh_overlay or not fragments:
+        overlay = fresh_overlay
+    else:
+        course_ids = [course_id for course_id, _, _ in fragments]
+        overlay = queries.user_overlay(user_id, course_ids, unpublished)
     items = []
     for course_id, total_lessons, fragment in fragments:
         enrolled, progress = queries.overlay_fields(overlay, course_id, total_lessons)
@@ -83,8 +95,7 @@ def _page_key(
     return f"v{PAGE_FORMAT}:{limit}:{cursor}:{category_id or '-'}:{difficulty_level or '-'}"
 
 
-def _render_page(**filters: Any) -> RenderedPage:
-    items, next_cursor = queries.shared_catalog_page(**filters)
+def _render_page(items: list[dict[str, Any]], next_cursor: str | None) -> RenderedPage:
     unpublished = [i for item in items for i in item.pop("unpublished_lesson_ids")]
     dumps = current_app.json.dumps
     # Each item is a non-empty JSON object: drop its closing brace to append to it.

@@ -54,10 +54,10 @@ CATALOG_COLUMNS = (
     Course.created_at,
 )
 
-# The course's unpublished lesson ids, for the overlay (see _overlay_statement).
+# The course's unpublished lesson ids, for the overlay (see _overlay_columns).
 UNPUBLISHED_LESSON_IDS = func.array(
     select(Lesson.id).where(Lesson.course_id == Course.id, ~Lesson.is_published).scalar_subquery()
-).label("unpublished_lesson_ids")
+)
 
 COURSE_COLUMNS = (
     *CATALOG_COLUMNS,
@@ -132,13 +132,48 @@ def category_page(*, limit: int, after: int | None) -> tuple[list[dict[str, Any]
 # --- catalog ---------------------------------------------------------------------
 
 
+def _overlay_columns(
+    course_id: ColumnElement[int], unpublished_ids: ColumnElement[Any]
+) -> tuple[ColumnElement[bool], ColumnElement[int]]:
+    """`is_enrolled` and `completed` (published lessons at 100 %) of the user bound
+    as :user_id, for the course `course_id`."""
+    user_id = bindparam("user_id", type_=BigInteger)
+    enrolled = exists().where(
+        Enrollment.user_id == user_id,
+        Enrollment.course_id == course_id,
+        # Not an IN list: an expanding parameter is re-rendered on every execution.
+        Enrollment.status != NOT_ENROLLED_STATUS,
+    )
+    # Served by the partial index on lesson_progress (user_id, course_id) WHERE = 100.
+    # total_lessons counts published lessons only, so lessons unpublished since they
+    # were completed must not count: they are excluded by id (few, usually none),
+    # which spares a join to lessons that would triple the statement's planning and
+    # execution time.
+    completed = (
+        select(func.count())
+        .select_from(LessonProgress)
+        .where(
+            LessonProgress.user_id == user_id,
+            LessonProgress.course_id == course_id,
+            LessonProgress.progress_percentage == 100,
+            LessonProgress.lesson_id != all_(unpublished_ids),
+        )
+        .scalar_subquery()
+    )
+    return enrolled.label("is_enrolled"), completed.label("completed")
+
+
 @functools.cache
-def _catalog_statement(by_category: bool, by_difficulty: bool, after: bool) -> Select[Any]:
+def _catalog_statement(
+    by_category: bool, by_difficulty: bool, after: bool, with_overlay: bool
+) -> Select[Any]:
     """The page query for one combination of filters, built once: per request only
     the bound values change, which keeps statement building and SQLAlchemy's cache
-    lookup off the hot path."""
+    lookup off the hot path. `with_overlay` adds the user's two columns, so a page
+    read from the database costs one statement with or without them."""
+    overlay = _overlay_columns(Course.id, UNPUBLISHED_LESSON_IDS) if with_overlay else ()
     stmt = (
-        select(*CATALOG_COLUMNS, UNPUBLISHED_LESSON_IDS)
+        select(*CATALOG_COLUMNS, UNPUBLISHED_LESSON_IDS.label("unpublished_lesson_ids"), *overlay)
         # Written exactly as ix_courses_active_recent's predicate so the planner
         # can use the partial index.
         .where(Course.is_published, ~Course.is_archived)
@@ -161,59 +196,44 @@ def _catalog_statement(by_category: bool, by_difficulty: bool, after: bool) -> S
 
 
 def _overlay_statement() -> Select[Any]:
+    """The user's columns for a page's course ids (when the page came from the cache)."""
     page_ids = (
         func.unnest(array_param("course_ids", BigInteger()))
         .table_valued("id")
         .render_derived(name="page_ids")
     )
-    user_id = bindparam("user_id", type_=BigInteger)
-    enrolled = exists().where(
-        Enrollment.user_id == user_id,
-        Enrollment.course_id == page_ids.c.id,
-        # Not an IN list: an expanding parameter is re-rendered on every execution.
-        Enrollment.status != NOT_ENROLLED_STATUS,
-    )
-    # Served by the partial index on lesson_progress (user_id, course_id) WHERE = 100.
-    # total_lessons counts published lessons only, so lessons unpublished since they
-    # were completed must not count: the page brings their ids along (few, usually
-    # none), which spares a join to lessons that would triple the statement's
-    # planning and execution time.
-    completed = (
-        select(func.count())
-        .select_from(LessonProgress)
-        .where(
-            LessonProgress.user_id == user_id,
-            LessonProgress.course_id == page_ids.c.id,
-            LessonProgress.progress_percentage == 100,
-            LessonProgress.lesson_id != all_(array_param("unpublished_ids", BigInteger())),
-        )
-        .scalar_subquery()
-    )
-    return select(page_ids.c.id, enrolled.label("is_enrolled"), completed.label("completed"))
+    unpublished = array_param("unpublished_ids", BigInteger())
+    return select(page_ids.c.id, *_overlay_columns(page_ids.c.id, unpublished))
 
 
 OVERLAY_STATEMENT = _overlay_statement()
 
 
-def shared_catalog_page(
+def catalog_rows(
     *,
     limit: int,
     after: tuple[datetime, int] | None,
     category_id: int | None = None,
     difficulty_level: str | None = None,
+    user_id: int | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One keyset page of the catalog as every user sees it: one statement.
+    """One keyset page of the catalog: one statement.
 
-    Each item also carries `unpublished_lesson_ids`, which is not part of the API.
+    Each item also carries `unpublished_lesson_ids` (not part of the API) and, when
+    `user_id` is given, that user's `is_enrolled` and `completed`.
     """
     params: dict[str, Any] = {"fetch": limit + 1}
+    if user_id is not None:
+        params["user_id"] = user_id
     if category_id is not None:
         params["category_id"] = category_id
     if difficulty_level is not None:
         params["difficulty_level"] = difficulty_level
     if after is not None:
         params["after_created_at"], params["after_id"] = after
-    stmt = _catalog_statement(category_id is not None, difficulty_level is not None, bool(after))
+    stmt = _catalog_statement(
+        category_id is not None, difficulty_level is not None, bool(after), user_id is not None
+    )
     rows = _read(stmt, params).all()
     page_rows, next_cursor = page(rows, limit, lambda row: (row.created_at, row.id))
     return [row._asdict() for row in page_rows], next_cursor
@@ -247,19 +267,21 @@ def catalog_page(
     category_id: int | None = None,
     difficulty_level: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """The catalog page with the user's overlay, uncached: two statements at most.
+    """The catalog page with the user's overlay, uncached: one statement.
 
     The route serves the same content through lms_app.catalog.page_cache.
     """
-    items, next_cursor = shared_catalog_page(
-        limit=limit, after=after, category_id=category_id, difficulty_level=difficulty_level
+    items, next_cursor = catalog_rows(
+        limit=limit,
+        after=after,
+        category_id=category_id,
+        difficulty_level=difficulty_level,
+        user_id=user_id,
     )
-    unpublished = [i for item in items for i in item.pop("unpublished_lesson_ids")]
-    overlay = user_overlay(user_id, [item["id"] for item in items], unpublished)
     for item in items:
-        item["is_enrolled"], item["progress_percentage"] = overlay_fields(
-            overlay, item["id"], item["total_lessons"]
-        )
+        del item["unpublished_lesson_ids"]
+        completed = item.pop("completed")
+        item["progress_percentage"] = progress_percentage(completed, item["total_lessons"])
     return items, next_cursor
 
 
