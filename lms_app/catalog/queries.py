@@ -56,7 +56,12 @@ CATALOG_COLUMNS = (
 
 # The course's unpublished lesson ids, for the overlay (see _overlay_columns).
 UNPUBLISHED_LESSON_IDS = func.array(
-    select(Lesson.id).where(Lesson.course_id == Course.id, ~Lesson.is_published).scalar_subquery()
+    select(Lesson.id)
+    .where(Lesson.course_id == Course.id, ~Lesson.is_published)
+    # Correlated to the outer courses row even when nested two levels down (inside
+    # the overlay's count); auto-correlation only looks one level up.
+    .correlate_except(Lesson)
+    .scalar_subquery()
 )
 
 COURSE_COLUMNS = (
