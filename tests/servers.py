@@ -95,6 +95,14 @@ def redis_url() -> str:
         return default
     except redis.RedisError:
         pass
+    url, proc = start_private_redis()
+    atexit.register(proc.terminate)
+    return url
+
+
+def start_private_redis() -> tuple[str, subprocess.Popen[bytes]]:
+    """A redis-server of one's own on a free port (for tests that reconfigure it);
+    the caller terminates it."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError(
@@ -107,13 +115,13 @@ def redis_url() -> str:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    atexit.register(proc.terminate)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url, socket_connect_timeout=1)
     for _ in range(50):
         try:
             client.ping()
-            return url
+            return url, proc
         except redis.RedisError:
             time.sleep(0.1)
+    proc.terminate()
     raise RuntimeError("redis-server did not start")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 from flask import Flask
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, func, select, text
 
 from lms_app.accounts.models import User
 from lms_app.accounts.passwords import verify_password
@@ -260,3 +260,25 @@ def test_interrupted_seed_leaves_nothing_and_can_be_rerun(
     finally:
         with app.app_context():
             drop_tenant(db.engine, slug)
+
+
+def test_seeding_an_existing_school_retires_its_cached_catalog(app: Flask, make_tenant) -> None:
+    from tests.conftest import add_user, headers_for
+
+    tenant = make_tenant()
+    client = app.test_client()
+    headers = headers_for(app, tenant, add_user(app, tenant, "student"))
+    page = "/api/v1/courses?limit=100"
+    assert client.get(page, headers=headers).get_json()["items"] == []  # now cached
+    result = app.test_cli_runner().invoke(args=["seed-demo", *seed_args(tenant.slug)])
+    assert result.exit_code == 0, result.output
+    with app.app_context(), db.engine.connect() as c:
+        listed = c.execute(
+            text(
+                f"SELECT count(*) FROM {tenant.schema_name}.courses "
+                "WHERE is_published AND NOT is_archived"
+            )
+        ).scalar_one()
+    assert listed > 0
+    items = client.get(page, headers=headers).get_json()["items"]
+    assert len(items) == listed

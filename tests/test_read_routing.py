@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 
 from flask import Flask
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, func, insert, select
 
 from lms_app.catalog.models import Category, Course
 from lms_app.db.engines import READ_BIND
@@ -79,16 +79,23 @@ def test_a_get_that_locks_or_writes_stays_on_the_primary(
         from lms_app.tenancy.context import tenant_scope
 
         with tenant_scope(tenant):
+            new_category = insert(Category).values(name="Routed", slug=f"routed-{kind}")
             if kind == "lock":
                 db.session.execute(select(Course.id).with_for_update())
-            else:
-                db.session.execute(insert(Category).values(name="Routed", slug="routed"))
+            elif kind == "write":
+                db.session.execute(new_category)
+            elif kind == "writing cte":
+                written = new_category.returning(Category.id).cte("written")
+                db.session.execute(select(written.c.id))
+            else:  # a SELECT whose function writes or locks, marked by its author
+                lock = select(func.pg_advisory_xact_lock(42)).execution_options(lms_primary=True)
+                db.session.execute(lock)
             db.session.execute(select(Course.id))  # after the lock or write
             db.session.rollback()
         return {"ok": True}
 
     client = app.test_client()
-    for kind in ("lock", "write"):
+    for kind in ("lock", "write", "writing cte", "marked"):
         with statements_by_engine(app) as seen:
             assert client.get(f"/test-routing/{kind}").status_code == 200
         assert len(seen["primary"]) == 2 and not seen["read"], (kind, seen)

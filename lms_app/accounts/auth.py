@@ -10,6 +10,7 @@ write paths refresh, so role changes and deactivation apply at once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -83,6 +84,7 @@ def load_auth_state(user_id: int) -> tuple[str, bool, int] | None:
     state = local.get(AUTH_STATES, key)
     if state is not None:
         return state
+    epoch, read_at = local.epoch(AUTH_STATES), time.monotonic()
     state = cache_get(key)
     if state is None:
         row = db.session.execute(
@@ -93,15 +95,16 @@ def load_auth_state(user_id: int) -> tuple[str, bool, int] | None:
         state = (row.role, row.is_active, row.token_version)
         cache_set(key, state, AUTH_STATE_TTL_S)
     state = tuple(state)
-    local.put(AUTH_STATES, key, state)
+    local.put(AUTH_STATES, key, state, epoch=epoch, read_at=read_at)
     return state  # type: ignore[return-value]
 
 
 def forget_auth_state(user_id: int) -> None:
     """Call after committing a change to a user's role, activity or token version."""
     key = _state_key(require_tenant(), user_id)
-    _local_states().forget(AUTH_STATES, key)
+    # Shared entry first, then this process's copy (see LocalCopies on the order).
     cache_delete(key)
+    _local_states().forget(AUTH_STATES, key)
 
 
 def authenticate() -> AuthUser:

@@ -27,8 +27,10 @@ def generation_key(namespace: str, tenant: TenantInfo | None = None) -> str:
 def bump(namespace: str, tenant: TenantInfo | None = None) -> None:
     """Invalidate every cached value of `namespace` (call after the write commits)."""
     key = generation_key(namespace, tenant)
-    shared_copies().forget(key)
+    # INCR first: a reader that starts after the forget below is sure to see the new
+    # generation; one that started before cannot store its copy (see LocalCopies).
     cache_incr(key)
+    shared_copies().forget(key)
 
 
 def parse_generation(raw: object) -> int:

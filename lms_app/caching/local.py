@@ -17,13 +17,24 @@ from flask import Flask, current_app
 
 class LocalCopies:
     """Entries grouped (one group per generation counter or per kind) so a whole
-    group can be forgotten in O(1)."""
+    group can be forgotten in O(1).
+
+    A reader takes the group's `epoch()` and the time *before* it reads the shared
+    cache or the database, and hands both to `put()`: a value read before a
+    `forget()` of its group (another thread's write, under threaded workers) is then
+    refused instead of outliving the write, and a copy never lives longer than
+    `ttl_s` counted from when it was read.
+    """
 
     def __init__(self, ttl_s: float, max_entries: int) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._groups: dict[str, dict[str, tuple[float, Any]]] = {}
+        self._epochs: dict[str, int] = {}
         self._size = 0
+
+    def epoch(self, group: str) -> int:
+        return self._epochs.get(group, 0)
 
     def get(self, group: str, key: str) -> Any | None:
         entry = self._groups.get(group, {}).get(key)
@@ -31,8 +42,8 @@ class LocalCopies:
             return None
         return entry[1]
 
-    def put(self, group: str, key: str, value: Any) -> None:
-        if self.ttl_s <= 0:
+    def put(self, group: str, key: str, value: Any, *, epoch: int, read_at: float) -> None:
+        if self.ttl_s <= 0 or self._epochs.get(group, 0) != epoch:
             return
         if self._size >= self.max_entries:
             # Crude but bounded; entries live seconds anyway.
@@ -41,10 +52,12 @@ class LocalCopies:
         entries = self._groups.setdefault(group, {})
         if key not in entries:
             self._size += 1
-        entries[key] = (time.monotonic() + self.ttl_s, value)
+        entries[key] = (read_at + self.ttl_s, value)
 
     def forget(self, group: str, key: str | None = None) -> None:
-        """Forget one entry, or the whole group when `key` is None."""
+        """Forget one entry, or the whole group when `key` is None; either way, values
+        of the group read before this call are no longer accepted by `put()`."""
+        self._epochs[group] = self._epochs.get(group, 0) + 1
         if key is None:
             self._size -= len(self._groups.pop(group, {}))
         elif self._groups.get(group, {}).pop(key, None) is not None:

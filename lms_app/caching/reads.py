@@ -11,6 +11,7 @@ Three levels, cheapest first:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -40,8 +41,9 @@ def cached_read(namespace: str, key: str, ttl_s: int, load: Callable[[], T]) -> 
     value = copies.get(gen_key, key)
     if value is not None:
         return value
+    epoch, read_at = copies.epoch(gen_key), time.monotonic()
     value = _shared_read(tenant_key(tenant, namespace), gen_key, key, ttl_s, load)
-    copies.put(gen_key, key, value)
+    copies.put(gen_key, key, value, epoch=epoch, read_at=read_at)
     return value
 
 

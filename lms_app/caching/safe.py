@@ -3,8 +3,11 @@
 Every call has the client's short socket timeout (CACHE_TIMEOUT_MS). After a
 failure the breaker opens for CACHE_BREAKER_SECONDS: reads and fills are skipped
 (straight to the database, no timeout paid per request), then the cache is tried
-again. Invalidations (delete, generation bumps) are always attempted, even with the
-breaker open: skipping one could leave another process serving stale data.
+again. Invalidations (delete, generation INCR) are always attempted; one that fails
+is remembered and replayed before this process reads or fills the cache again, so
+the process that made a change never reads what the change invalidated. Other
+processes may until the replay succeeds, and if this process dies first, until the
+entry's TTL.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ from lms_app.extensions import cache
 
 log = logging.getLogger(__name__)
 
+INCR, DELETE = "incr", "delete"
+
 
 class Breaker:
     def __init__(self, open_s: float) -> None:
         self.open_s = open_s
         self._open_until = 0.0
+        # key -> INCR or DELETE: invalidations still owed to the cache.
+        self.pending: dict[str, str] = {}
 
     @property
     def is_open(self) -> bool:
@@ -40,6 +47,20 @@ class Breaker:
     def reset(self) -> None:
         self._open_until = 0.0
 
+    def usable(self) -> bool:
+        """May this process read or fill the cache now? Replays owed invalidations
+        first; False while the breaker is open or a replay fails."""
+        if self.is_open:
+            return False
+        for key, op in list(self.pending.items()):
+            try:
+                _invalidate(key, op)
+            except Exception as exc:
+                self.trip(op, exc)
+                return False
+            self.pending.pop(key, None)
+        return True
+
 
 def init_app(app: Flask, open_s: float) -> None:
     app.extensions["lms_cache_breaker"] = Breaker(open_s)
@@ -54,9 +75,9 @@ def cache_get(key: str) -> Any | None:
 
 
 def cache_get_many(keys: Sequence[str]) -> list[Any | None]:
-    """Values of `keys` in one round trip (MGET); Nones while the cache is down."""
+    """Values of `keys` in one round trip (MGET); Nones while the cache is unusable."""
     guard = breaker()
-    if guard.is_open:
+    if not guard.usable():
         return [None] * len(keys)
     try:
         return list(cache.get_many(*keys))
@@ -67,7 +88,7 @@ def cache_get_many(keys: Sequence[str]) -> list[Any | None]:
 
 def cache_set(key: str, value: Any, ttl_s: int) -> None:
     guard = breaker()
-    if guard.is_open:
+    if not guard.usable():
         return
     try:
         cache.set(key, value, timeout=ttl_s)
@@ -76,15 +97,27 @@ def cache_set(key: str, value: Any, ttl_s: int) -> None:
 
 
 def cache_delete(key: str) -> None:
-    try:
-        cache.delete(key)
-    except Exception as exc:
-        breaker().trip("delete", exc)
+    _invalidate_or_owe(key, DELETE)
 
 
 def cache_incr(key: str) -> None:
-    try:
+    _invalidate_or_owe(key, INCR)
+
+
+def _invalidate(key: str, op: str) -> None:
+    if op == INCR:
         # The backend's INCR: atomic in Redis (Flask-Caching's facade has no inc).
         cache.cache.inc(key)
+    else:
+        cache.delete(key)
+
+
+def _invalidate_or_owe(key: str, op: str) -> None:
+    guard = breaker()
+    try:
+        _invalidate(key, op)
     except Exception as exc:
-        breaker().trip("incr", exc)
+        # One owed INCR is enough however many writes failed: any new generation
+        # retires the old one.
+        guard.pending[key] = op
+        guard.trip(op, exc)

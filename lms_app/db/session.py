@@ -3,7 +3,9 @@ and plain reads of read-only requests go to the read engine.
 
 Routing is decided on the Session's state and the statement object, never on SQL
 text (the seed's keyword sniffing sends a CTE that writes, or `SELECT ... FOR
-UPDATE`, to the wrong server).
+UPDATE`, to the wrong server). A SELECT that writes or locks through a function
+(`pg_advisory_xact_lock`, `nextval`, ...) cannot be told from a read by its shape:
+mark it with `.execution_options(lms_primary=True)`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 
 import flask_sqlalchemy.session
 from flask import Flask, g, has_request_context, request
-from sqlalchemy import Connection, Engine, Select
+from sqlalchemy import CTE, Connection, Engine, Select
+from sqlalchemy.sql.dml import UpdateBase
 
 from lms_app.db.engines import READ_BIND, for_schema
 from lms_app.tenancy.context import current_tenant
@@ -64,7 +67,11 @@ class TenantSession(flask_sqlalchemy.session.Session):
         if self.info.get(PINNED_TO_PRIMARY):
             return False
         plain_read = (
-            isinstance(clause, Select) and clause._for_update_arg is None and not self._flushing
+            isinstance(clause, Select)
+            and clause._for_update_arg is None
+            and not self._flushing
+            and not clause._execution_options.get("lms_primary", False)
+            and not _writes_through_cte(clause)
         )
         if not plain_read:
             # Anything else may write or lock: from here on this session uses the
@@ -73,3 +80,11 @@ class TenantSession(flask_sqlalchemy.session.Session):
             return False
         engines = self._db.engines
         return READ_BIND in engines and resolved is engines[None]
+
+
+def _writes_through_cte(stmt: Select[Any]) -> bool:
+    """Does `stmt` carry an INSERT/UPDATE/DELETE CTE, attached (`add_cte`) or selected
+    from? (Private attributes: a full traversal would cost more than the statement.)"""
+    ctes = [*stmt._independent_ctes, *(f for f in stmt._from_obj if isinstance(f, CTE))]
+    ctes += [t for c in stmt._raw_columns if isinstance(t := getattr(c, "table", None), CTE)]
+    return any(isinstance(cte.element, UpdateBase) for cte in ctes)

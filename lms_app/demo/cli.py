@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from werkzeug.serving import run_simple
 
+from lms_app.caching import generations
 from lms_app.demo.seed import (
     DEFAULT_COURSES,
     DEFAULT_STUDENTS,
@@ -42,6 +43,9 @@ def _seed(slug: str, students: int, courses: int) -> SeedReport:
     report = seed_demo(db.engine, slug, students, courses, progress=True)
     if report.created_tenant:
         current_app.extensions["lms_tenant_registry"].invalidate(slug)
+    if not report.already_seeded:
+        # The seed writes courses straight to the tables: retire cached catalog pages.
+        generations.bump(generations.CATALOG, report.tenant)
     counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
     if report.already_seeded:
         click.echo(f"tenant {slug} already seeded, nothing to do ({counts})")

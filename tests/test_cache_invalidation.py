@@ -1,0 +1,143 @@
+"""Invalidations that fail are owed, not lost; local copies never outlive a write.
+
+The outage tests run on a Redis server of their own: it is told to refuse writes
+(`min-replicas-to-write`), so reads still work while every INCR and DEL fails, which is
+the case that could leave other processes serving what a write retired.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from lms_app.caching.local import LocalCopies
+from lms_app.caching.safe import breaker, cache_get
+from tests import servers
+from tests.conftest import make_app
+from tests.test_catalog_api import API, make_school, new_course
+from tests.test_catalog_cache import catalog, dispose, titles
+
+BREAKER_S = 0.3
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[str, redis.Redis]]:
+    url, proc = servers.start_private_redis()
+    try:
+        yield url, redis.Redis.from_url(url)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def refuse_writes(client: redis.Redis, refuse: bool) -> None:
+    # With no replica attached, a required replica makes every write fail at once.
+    client.config_set("min-replicas-to-write", 1 if refuse else 0)
+
+
+@pytest.fixture
+def two_processes(database_url, tmp_path, private_redis):
+    """A writer and a reader process of one deployment, without local copies."""
+    url, client = private_redis
+    options = {"cache_local_s": 0, "auth_local_cache_s": 0, "cache_breaker_s": BREAKER_S}
+    writer = make_app(database_url, url, tmp_path / "writer", **options)
+    reader = make_app(
+        database_url, url, tmp_path / "reader", writer.config["CACHE_KEY_PREFIX"], **options
+    )
+    yield writer, reader, client
+    refuse_writes(client, False)
+    dispose(writer, reader)
+
+
+def test_a_failed_generation_bump_is_replayed(app, make_tenant, two_processes):
+    writer, reader, client = two_processes
+    school = make_school(app, make_tenant())
+    here, there = writer.test_client(), reader.test_client()
+    owner, student = school.headers["instructor"], school.headers["student"]
+    course = new_course(here, owner, is_published=True, title="Before")
+    assert titles(catalog(there, student)) == ["Before"]  # now cached in Redis
+
+    refuse_writes(client, True)
+    r = here.patch(f"{API}/courses/{course['id']}", json={"title": "After"}, headers=owner)
+    assert r.status_code == 200  # the write itself never depends on the cache
+    with writer.app_context():
+        assert breaker().pending  # the INCR is owed
+    assert titles(catalog(here, student)) == ["After"]  # the writer never reads past it
+    assert titles(catalog(there, student)) == ["Before"]  # others: until the replay
+
+    refuse_writes(client, False)
+    time.sleep(BREAKER_S + 0.05)
+    assert titles(catalog(here, student)) == ["After"]  # replays the INCR first
+    with writer.app_context():
+        assert not breaker().pending
+    assert titles(catalog(there, student)) == ["After"]
+
+
+def test_a_failed_auth_state_delete_is_replayed(app, make_tenant, two_processes):
+    writer, reader, client = two_processes
+    school = make_school(app, make_tenant())
+    here, there = writer.test_client(), reader.test_client()
+    student = school.headers["student"]
+    assert there.get(f"{API}/me", headers=student).status_code == 200  # state cached
+
+    refuse_writes(client, True)
+    r = here.patch(
+        f"{API}/users/{school.ids['student']}",
+        json={"is_active": False},
+        headers=school.headers["admin"],
+    )
+    assert r.status_code == 200
+    assert here.get(f"{API}/me", headers=student).status_code == 401  # at once here
+
+    refuse_writes(client, False)
+    time.sleep(BREAKER_S + 0.05)
+    assert here.get(f"{API}/me", headers=student).status_code == 401  # replays the DEL
+    assert there.get(f"{API}/me", headers=student).status_code == 401
+
+
+def test_a_copy_read_before_a_forget_is_refused():
+    """Under threaded workers a request may read the old value while another thread
+    commits and forgets; its late put must not bring the old value back."""
+    copies = LocalCopies(ttl_s=60, max_entries=10)
+    epoch, read_at = copies.epoch("g"), time.monotonic()
+    copies.forget("g")  # another thread's write lands meanwhile
+    copies.put("g", "page", "old", epoch=epoch, read_at=read_at)
+    assert copies.get("g", "page") is None
+    copies.put("g", "page", "new", epoch=copies.epoch("g"), read_at=time.monotonic())
+    assert copies.get("g", "page") == "new"
+
+
+def test_a_copy_expires_counted_from_its_read():
+    copies = LocalCopies(ttl_s=0.2, max_entries=10)
+    copies.put("g", "k", "v", epoch=0, read_at=time.monotonic() - 0.25)  # a slow load
+    assert copies.get("g", "k") is None
+
+
+def test_the_writer_bumps_before_it_forgets(app, client, make_tenant):
+    """The order that makes the epoch check sufficient: a reader starting after the
+    forget is sure to see the new generation."""
+    from lms_app.caching import generations
+    from lms_app.caching.local import shared_copies
+    from lms_app.tenancy.context import tenant_scope
+
+    tenant = make_tenant()
+    seen: list[str] = []
+    with app.app_context(), tenant_scope(tenant):
+        copies = shared_copies()
+        key = generations.generation_key(generations.CATALOG)
+        original_forget = copies.forget
+
+        def forget(group, item=None):
+            seen.append(f"forget at generation {generations.parse_generation(cache_get(key))}")
+            original_forget(group, item)
+
+        before = generations.parse_generation(cache_get(key))
+        copies.forget = forget  # type: ignore[method-assign]
+        try:
+            generations.bump(generations.CATALOG)
+        finally:
+            del copies.forget
+        assert seen == [f"forget at generation {before + 1}"]
