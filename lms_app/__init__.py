@@ -138,6 +138,10 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": settings.redis_url or "memory://",
         "RATELIMIT_KEY_PREFIX": "lms-rl",
         "RATELIMIT_HEADERS_ENABLED": True,
+        # A Redis outage must not fail logins: limits fall back to per-process memory
+        # (still enforced, per worker) and storage errors are logged, never raised.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": True,
         "LOGIN_LIMIT_PER_ACCOUNT": settings.login_limit_per_account,
         "LOGIN_LIMIT_PER_ADDRESS": settings.login_limit_per_address,
         "CACHE_DEFAULT_TIMEOUT": settings.cache_ttl.course_list,

@@ -15,7 +15,7 @@ from lms_app.caching.generations import CATALOG, generation_key
 from lms_app.caching.safe import breaker
 from lms_app.extensions import cache, db
 from lms_app.tenancy.context import tenant_scope
-from tests.conftest import count_statements, make_app
+from tests.conftest import count_statements, login, make_app, user_email
 from tests.test_catalog_api import API, insert_courses, make_school, new_course, new_lesson
 from tests.test_learning_api import enroll_row, progress_row
 
@@ -163,7 +163,8 @@ def test_cache_outage_degrades_to_the_database(
     app, make_tenant, database_url, tmp_path, count_queries
 ):
     """Redis unreachable: every catalog request still answers, from the database, and
-    after the first failure the breaker keeps requests off the cache."""
+    after the first failure the breaker keeps requests off the cache. Logging in works
+    too: the rate limiter falls back to per-process memory."""
     unreachable = "redis://127.0.0.1:9/0"  # the discard port: nothing listens
     down = make_app(database_url, unreachable, tmp_path, cache_breaker_s=60)
     school = make_school(app, make_tenant())
@@ -176,6 +177,8 @@ def test_cache_outage_degrades_to_the_database(
     started = time.monotonic()
     assert titles(catalog(client, school.headers["student"])) == ["Up"]
     assert time.monotonic() - started < 0.5  # no cache timeout paid while open
+    email = user_email(app, school.tenant, school.ids["student"])
+    assert titles(catalog(client, login(client, school.tenant, email))) == ["Up"]
     dispose(down)
 
 
