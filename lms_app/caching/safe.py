@@ -44,9 +44,6 @@ class Breaker:
             )
         self._open_until = time.monotonic() + self.open_s
 
-    def reset(self) -> None:
-        self._open_until = 0.0
-
     def usable(self) -> bool:
         """May this process read or fill the cache now? Replays owed invalidations
         first; False while the breaker is open or a replay fails."""
