@@ -10,7 +10,6 @@ write paths refresh, so role changes and deactivation apply at once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -78,25 +77,21 @@ def init_app(app: Flask) -> None:
 
 def load_auth_state(user_id: int) -> tuple[str, bool, int] | None:
     """(role, is_active, token_version) of a user: process copy, shared cache, one query."""
-    tenant = require_tenant()
-    key = _state_key(tenant, user_id)
-    local = _local_states()
-    state = local.get(AUTH_STATES, key)
-    if state is not None:
-        return state
-    epoch, read_at = local.epoch(AUTH_STATES), time.monotonic()
-    state = cache_get(key)
-    if state is None:
-        row = db.session.execute(
-            select(User.role, User.is_active, User.token_version).where(User.id == user_id)
-        ).first()
-        if row is None:
-            return None
-        state = (row.role, row.is_active, row.token_version)
-        cache_set(key, state, AUTH_STATE_TTL_S)
-    state = tuple(state)
-    local.put(AUTH_STATES, key, state, epoch=epoch, read_at=read_at)
-    return state  # type: ignore[return-value]
+    key = _state_key(require_tenant(), user_id)
+
+    def read() -> tuple[str, bool, int] | None:
+        state = cache_get(key)
+        if state is None:
+            row = db.session.execute(
+                select(User.role, User.is_active, User.token_version).where(User.id == user_id)
+            ).first()
+            if row is None:
+                return None
+            state = (row.role, row.is_active, row.token_version)
+            cache_set(key, state, AUTH_STATE_TTL_S)
+        return tuple(state)  # type: ignore[return-value]
+
+    return _local_states().get_or_read(AUTH_STATES, key, read)
 
 
 def forget_auth_state(user_id: int) -> None:

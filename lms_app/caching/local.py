@@ -10,9 +10,12 @@ enrolments) is ever kept here.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, current_app
+
+T = TypeVar("T")
 
 
 class LocalCopies:
@@ -53,6 +56,17 @@ class LocalCopies:
         if key not in entries:
             self._size += 1
         entries[key] = (read_at + self.ttl_s, value)
+
+    def get_or_read(self, group: str, key: str, read: Callable[[], T | None]) -> T | None:
+        """This process's copy, else `read()` (kept unless None or forgotten meanwhile)."""
+        value = self.get(group, key)
+        if value is not None:
+            return value
+        epoch, read_at = self.epoch(group), time.monotonic()
+        value = read()
+        if value is not None:
+            self.put(group, key, value, epoch=epoch, read_at=read_at)
+        return value
 
     def forget(self, group: str, key: str | None = None) -> None:
         """Forget one entry, or the whole group when `key` is None; either way, values

@@ -11,7 +11,6 @@ Three levels, cheapest first:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -37,14 +36,10 @@ def cached_read(namespace: str, key: str, ttl_s: int, load: Callable[[], T]) -> 
     """
     tenant = require_tenant()
     gen_key = generation_key(namespace, tenant)
-    copies = shared_copies()
-    value = copies.get(gen_key, key)
-    if value is not None:
-        return value
-    epoch, read_at = copies.epoch(gen_key), time.monotonic()
-    value = _shared_read(tenant_key(tenant, namespace), gen_key, key, ttl_s, load)
-    copies.put(gen_key, key, value, epoch=epoch, read_at=read_at)
-    return value
+    prefix = tenant_key(tenant, namespace)
+    return shared_copies().get_or_read(  # type: ignore[return-value]
+        gen_key, key, lambda: _shared_read(prefix, gen_key, key, ttl_s, load)
+    )
 
 
 def _shared_read(prefix: str, gen_key: str, key: str, ttl_s: int, load: Callable[[], T]) -> T:
