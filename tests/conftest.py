@@ -85,6 +85,32 @@ def make_app(
     return app
 
 
+def dispose(*apps: Flask) -> None:
+    """Close the pools of apps a test made for itself."""
+    for other in apps:
+        with other.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@contextlib.contextmanager
+def another_process(app: Flask, instance_path: Path, **settings: Any) -> Iterator[Flask]:
+    """Another worker process of `app`'s deployment: the same database and cache keys,
+    its own process state (tenant registry, local copies, breaker, pools)."""
+    settings_of = app.config["LMS_SETTINGS"]
+    other = make_app(
+        settings_of.database_url,
+        settings_of.redis_url,
+        instance_path,
+        app.config["CACHE_KEY_PREFIX"],
+        **settings,
+    )
+    try:
+        yield other
+    finally:
+        dispose(other)
+
+
 @pytest.fixture(scope="session")
 def app(database_url: str, redis_url: str, tmp_path_factory) -> Flask:
     return make_app(database_url, redis_url, tmp_path_factory.mktemp("instance"))

@@ -257,7 +257,7 @@ def test_search_vectors_are_generated_columns(app: Flask, make_tenant) -> None:
 @pytest.fixture
 def metadata_schema(app: Flask) -> Iterator[str]:
     """A schema built by `TenantBase.metadata.create_all` instead of the migrations."""
-    schema = schema_for(unique_slug("meta"))
+    schema = schema_for(0, unique_slug("meta"))  # no registry row: id 0 is never issued
     with app.app_context():
         engine = db.engine
         with engine.begin() as conn:
@@ -298,7 +298,7 @@ def test_models_and_migrations_agree(app: Flask, make_tenant, metadata_schema: s
 
 def test_public_registry_matches_its_model(app: Flask) -> None:
     """`public.tenants` as migrated == `PublicBase.metadata` built elsewhere."""
-    scratch = schema_for(unique_slug("pub"))
+    scratch = schema_for(0, unique_slug("pub"))
     with app.app_context():
         engine = db.engine
         with engine.begin() as conn:

@@ -61,12 +61,22 @@ def create_tenant(engine: Engine, new: NewTenant) -> TenantInfo:
     """
     new = validate_new_tenant(new)
     password_hash = hash_password(new.admin_password)  # before the transaction: it is slow
-    schema = schema_for(new.slug)
+    schema = None
     try:
         with engine.begin() as conn:
-            row = conn.execute(
+            # The schema name carries the id, known once the row exists; the
+            # placeholder is unique because the slug is, and never leaves this
+            # transaction.
+            tenant_id = conn.execute(
                 insert(Tenant)
-                .values(slug=new.slug, name=new.name, schema_name=schema)
+                .values(slug=new.slug, name=new.name, schema_name=f"pending:{new.slug}")
+                .returning(Tenant.id)
+            ).scalar_one()
+            schema = schema_for(tenant_id, new.slug)
+            row = conn.execute(
+                update(Tenant)
+                .where(Tenant.id == tenant_id)
+                .values(schema_name=schema)
                 .returning(*TENANT_INFO_COLUMNS)
             ).one()
             conn.execute(CreateSchema(schema))

@@ -57,8 +57,11 @@ def _schema_gone(exc: ProgrammingError):
     if tenant is None or getattr(exc.orig, "pgcode", None) not in MISSING_RELATION_CODES:
         return unexpected_error_response(exc)
     registry().invalidate(tenant.slug)
-    if load_tenant(db.engine, tenant.slug) is not None:
+    now = load_tenant(db.engine, tenant.slug)
+    if now is not None and now.id == tenant.id:
         return unexpected_error_response(exc)  # the school exists: a real fault
+    # Dropped, or dropped and created again under the same slug: either way the
+    # school this request resolved is gone, and so is everything bound to it.
     return error_response(404, f"unknown tenant {tenant.slug!r}")
 
 

@@ -1,0 +1,78 @@
+"""A school's identity is never reusable: a deleted school's slug, created again, is a
+new school that no stale registry entry, token or cache key can reach (issue 8, 1)."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+
+from tests.conftest import ADMIN_PASSWORD, another_process, assert_error, login, unique_slug
+
+PLATFORM = {"Authorization": "Bearer test-platform-key"}
+
+
+def create_school(client, slug: str, admin_email: str) -> dict:
+    body = {"slug": slug, "name": "Gamma", "admin_email": admin_email}
+    r = client.post(
+        "/platform/tenants", json={**body, "admin_password": ADMIN_PASSWORD}, headers=PLATFORM
+    )
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def drop_school(client, slug: str) -> None:
+    r = client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM)
+    assert r.status_code == 204
+
+
+def test_a_recreated_slug_is_out_of_reach_of_the_old_schools_tokens(app: Flask, tmp_path) -> None:
+    slug = unique_slug("gamma")
+    operator = app.test_client()
+    old = create_school(operator, slug, f"old-head@{slug}.test")
+    with another_process(app, tmp_path) as stale:
+        worker = stale.test_client()
+        old_token = login(worker, _tenant_of(stale, slug), f"old-head@{slug}.test", ADMIN_PASSWORD)
+        # The other worker now holds the old school in its registry and auth caches.
+        assert worker.get("/api/v1/users", headers=old_token).status_code == 200
+
+        drop_school(operator, slug)
+        new = create_school(operator, slug, f"new-head@{slug}.test")
+        assert new["created_at"] != old["created_at"]
+
+        # Before the fix the stale worker answered 200 with the *new* school's users.
+        for path in ("/api/v1/users", "/api/v1/me", "/api/v1/courses"):
+            r = worker.get(path, headers=old_token)
+            assert r.status_code in (401, 404), (path, r.status_code, r.get_json())
+            assert_error(r, r.status_code)
+        r = worker.post(
+            "/api/v1/users",
+            json={"email": "x@x.test", "name": "X", "role": "admin", "password": "0123456789ab"},
+            headers=old_token,
+        )
+        assert r.status_code in (401, 404)
+
+        # Once the worker has learned of the new school, the old token is a 401 there.
+        assert_error(operator.get("/api/v1/me", headers=old_token), 401)
+        assert_error(worker.get("/api/v1/me", headers=old_token), 401)
+        new_token = login(operator, _tenant_of(app, slug), f"new-head@{slug}.test", ADMIN_PASSWORD)
+        me = worker.get("/api/v1/me", headers=new_token)
+        assert me.status_code == 200 and me.get_json()["email"] == f"new-head@{slug}.test"
+    drop_school(operator, slug)
+
+
+def test_the_schema_name_carries_the_tenant_id(app: Flask) -> None:
+    slug = unique_slug("sch")
+    client = app.test_client()
+    create_school(client, slug, f"head@{slug}.test")
+    tenant = _tenant_of(app, slug)
+    assert re.fullmatch(rf"t{tenant.id}_{slug}", tenant.schema_name)
+    drop_school(client, slug)
+
+
+def _tenant_of(app: Flask, slug: str):
+    from lms_app.extensions import db
+    from lms_app.tenancy.registry import load_tenant
+
+    with app.app_context():
+        return load_tenant(db.engine, slug)
