@@ -125,6 +125,19 @@ def unique_slug(prefix: str = "t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
+def any_schema_of(engine, slug: str) -> bool:
+    """Is there a tenant schema (`t<id>_<slug>`, whatever the id) for `slug`?"""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text("SELECT count(*) FROM pg_namespace WHERE nspname ~ :pattern"),
+                {"pattern": rf"^t\d+_{slug}$"},
+            ).scalar_one()
+        )
+
+
 @pytest.fixture(scope="module")
 def make_tenant(app: Flask) -> Iterator[Callable[..., TenantInfo]]:
     """Create tenants for one test module; they are dropped when the module ends."""

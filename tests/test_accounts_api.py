@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import TimestampSigner
 from sqlalchemy import func, select
 
 from lms_app.accounts.models import User
@@ -58,11 +58,10 @@ def token_request(client: FlaskClient, tenant: TenantInfo, email: str, password:
 
 def token_serializer(app: Flask, tenant: TenantInfo, signer=TimestampSigner, key=None):
     """The serializer lms_app signs tokens with (tenant-bound salt), for forging tests."""
-    return URLSafeTimedSerializer(
-        key or app.config["SECRET_KEY"],
-        salt=f"lms-token:{tenant.id}:{tenant.slug}",
-        signer=signer,
-    )
+    from lms_app.accounts.auth import token_serializer as app_serializer
+
+    with app.app_context():
+        return app_serializer(tenant, signer=signer, secret_key=key or app.config["SECRET_KEY"])
 
 
 def random_email(prefix: str = "u") -> str:

@@ -76,7 +76,7 @@ def test_a_failed_generation_bump_is_replayed(app, make_tenant, two_processes):
     assert titles(catalog(there, student)) == ["After"]
 
 
-def test_a_failed_auth_state_delete_is_replayed(app, make_tenant, two_processes):
+def test_a_failed_auth_state_bump_is_replayed(app, make_tenant, two_processes):
     writer, reader, client = two_processes
     school = make_school(app, make_tenant())
     here, there = writer.test_client(), reader.test_client()
@@ -94,7 +94,7 @@ def test_a_failed_auth_state_delete_is_replayed(app, make_tenant, two_processes)
 
     refuse_writes(client, False)
     time.sleep(BREAKER_S + 0.05)
-    assert here.get(f"{API}/me", headers=student).status_code == 401  # replays the DEL
+    assert here.get(f"{API}/me", headers=student).status_code == 401  # replays the INCR
     assert there.get(f"{API}/me", headers=student).status_code == 401
 
 

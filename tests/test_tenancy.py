@@ -25,7 +25,7 @@ from lms_app.tenancy.provisioning import (
 )
 from lms_app.tenancy.resolver import registry
 from lms_app.tenancy.slugs import InvalidSlug, schema_for, validate_slug
-from tests.conftest import ADMIN_PASSWORD, assert_error, make_app, unique_slug
+from tests.conftest import ADMIN_PASSWORD, any_schema_of, assert_error, make_app, unique_slug
 
 # --- helpers --------------------------------------------------------------------------
 
@@ -151,16 +151,6 @@ def next_tenant_id(engine: Engine) -> int:
         return conn.execute(
             text("SELECT nextval(pg_get_serial_sequence('public.tenants', 'id')) + 1")
         ).scalar_one()
-
-
-def any_schema_of(engine: Engine, slug: str) -> bool:
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                text("SELECT count(*) FROM pg_namespace WHERE nspname ~ :pattern"),
-                {"pattern": rf"^t\d+_{slug}$"},
-            ).scalar_one()
-        )
 
 
 def test_existing_schema_makes_creation_fail_without_registry_row(engine: Engine) -> None:

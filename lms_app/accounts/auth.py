@@ -1,16 +1,22 @@
 """Bearer tokens and the current user.
 
-Tokens are signed (itsdangerous, HMAC-SHA512 via SECRET_KEY) with a salt that names
-the tenant's id and slug, so a token of one school is a 401 in every other school
-and verifying one costs no query. Each token carries the user's `token_version`;
-bumping it (password change) revokes every earlier token. The user's role,
-active flag and token version are read through a small cache entry that the user
-write paths refresh, so role changes and deactivation apply at once.
+Tokens are signed (itsdangerous, HMAC-SHA256 with SECRET_KEY) with a salt that names
+the tenant's id, creation time and slug, so a token of one school is a 401 in every
+other school, including a later school under a deleted one's slug, and verifying one
+costs no query. Each token carries the user's `token_version`; bumping it (password
+change, (re)activation) revokes every earlier token.
+
+The user's role, active flag and token version are cached under a per-user
+generation (lms_app.caching.generations): every change to them bumps it after its
+commit, so a request that read the row before the change can only store its copy
+under the dead generation. A plain delete could not stop that late fill from
+bringing the old state back for the entry's whole TTL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
@@ -20,15 +26,17 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from lms_app.accounts.models import User
-from lms_app.caching.keys import tenant_key
+from lms_app.caching import generations
+from lms_app.caching.keys import tenant_scope_key
 from lms_app.caching.local import LocalCopies
-from lms_app.caching.safe import cache_delete, cache_get, cache_set
+from lms_app.caching.reads import cached_read
 from lms_app.errors import abort
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo, require_tenant
 
 AUTH_STATE_TTL_S = 300
 F = TypeVar("F", bound=Callable[..., Any])
+AuthState = tuple[str, bool, int]  # role, is_active, token_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +53,23 @@ class AuthUser:
         return self.role == "admin"
 
 
-def _serializer(tenant: TenantInfo) -> URLSafeTimedSerializer:
+def token_serializer(tenant: TenantInfo, **kwargs: Any) -> URLSafeTimedSerializer:
+    """The serializer of `tenant`'s tokens (`kwargs`: itsdangerous options, for tests)."""
+    kwargs.setdefault("secret_key", current_app.config["SECRET_KEY"])
     return URLSafeTimedSerializer(
-        current_app.config["SECRET_KEY"], salt=f"lms-token:{tenant.id}:{tenant.slug}"
+        salt=f"lms-token:{tenant_scope_key(tenant)}:{tenant.slug}",
+        signer_kwargs={"digest_method": hashlib.sha256},
+        **kwargs,
     )
 
 
 def issue_token(user_id: int, token_version: int) -> tuple[str, int]:
     ttl = current_app.config["LMS_SETTINGS"].token_ttl_s
-    return _serializer(require_tenant()).dumps({"u": user_id, "v": token_version}), ttl
+    return token_serializer(require_tenant()).dumps({"u": user_id, "v": token_version}), ttl
 
 
-def _state_key(tenant: TenantInfo, user_id: int) -> str:
-    return tenant_key(tenant, "auth", user_id)
-
-
-AUTH_STATES = "auth-states"
+def _namespace(user_id: int) -> str:
+    return f"auth.{user_id}"
 
 
 def _local_states() -> LocalCopies:
@@ -75,31 +84,28 @@ def init_app(app: Flask) -> None:
     )
 
 
-def load_auth_state(user_id: int) -> tuple[str, bool, int] | None:
+def load_auth_state(user_id: int) -> AuthState | None:
     """(role, is_active, token_version) of a user: process copy, shared cache, one query."""
-    key = _state_key(require_tenant(), user_id)
 
-    def read() -> tuple[str, bool, int] | None:
-        state = cache_get(key)
-        if state is None:
-            row = db.session.execute(
-                select(User.role, User.is_active, User.token_version).where(User.id == user_id)
-            ).first()
-            if row is None:
-                return None
-            state = (row.role, row.is_active, row.token_version)
-            cache_set(key, state, AUTH_STATE_TTL_S)
-        return tuple(state)  # type: ignore[return-value]
+    def read() -> AuthState | None:
+        row = db.session.execute(
+            select(User.role, User.is_active, User.token_version).where(User.id == user_id)
+        ).first()
+        return None if row is None else (row.role, row.is_active, row.token_version)
 
-    return _local_states().get_or_read(AUTH_STATES, key, read)
+    state = cached_read(
+        _namespace(user_id), "state", AUTH_STATE_TTL_S, read, copies=_local_states()
+    )
+    return None if state is None else tuple(state)  # type: ignore[return-value]
+
+
+def forget_auth_states(user_ids: Iterable[int]) -> None:
+    """Call after committing a change to users' role, activity or token version."""
+    generations.bump_many(map(_namespace, user_ids), copies=_local_states())
 
 
 def forget_auth_state(user_id: int) -> None:
-    """Call after committing a change to a user's role, activity or token version."""
-    key = _state_key(require_tenant(), user_id)
-    # Shared entry first, then this process's copy (see LocalCopies on the order).
-    cache_delete(key)
-    _local_states().forget(AUTH_STATES, key)
+    forget_auth_states([user_id])
 
 
 def authenticate() -> AuthUser:
@@ -112,7 +118,7 @@ def authenticate() -> AuthUser:
         abort(401, "missing bearer token")
     ttl = current_app.config["LMS_SETTINGS"].token_ttl_s
     try:
-        claims = _serializer(require_tenant()).loads(token.strip(), max_age=ttl)
+        claims = token_serializer(require_tenant()).loads(token.strip(), max_age=ttl)
         user_id, version = int(claims["u"]), int(claims["v"])
     except (BadSignature, KeyError, TypeError, ValueError):
         abort(401, "invalid or expired token")

@@ -57,14 +57,21 @@ class LocalCopies:
             self._size += 1
         entries[key] = (read_at + self.ttl_s, value)
 
-    def get_or_read(self, group: str, key: str, read: Callable[[], T | None]) -> T | None:
-        """This process's copy, else `read()` (kept unless None or forgotten meanwhile)."""
+    def get_or_read(
+        self,
+        group: str,
+        key: str,
+        read: Callable[[], T | None],
+        keep: Callable[[T], bool] | None = None,
+    ) -> T | None:
+        """This process's copy, else `read()`: kept unless None, refused by `keep`, or
+        forgotten meanwhile."""
         value = self.get(group, key)
         if value is not None:
             return value
         epoch, read_at = self.epoch(group), time.monotonic()
         value = read()
-        if value is not None:
+        if value is not None and (keep is None or keep(value)):
             self.put(group, key, value, epoch=epoch, read_at=read_at)
         return value
 

@@ -46,16 +46,20 @@ class Breaker:
 
     def usable(self) -> bool:
         """May this process read or fill the cache now? Replays owed invalidations
-        first; False while the breaker is open or a replay fails."""
+        first (one round trip); False while the breaker is open or a replay fails."""
         if self.is_open:
             return False
-        for key, op in list(self.pending.items()):
+        if self.pending:
+            # Swapped out whole: an invalidation owed by another thread meanwhile
+            # lands in the new dict and is not dropped with these.
+            owed, self.pending = self.pending, {}
             try:
-                _invalidate(key, op)
+                _invalidate(owed)
             except Exception as exc:
-                self.trip(op, exc)
+                for key, op in owed.items():
+                    self.pending.setdefault(key, op)
+                self.trip("replay", exc)
                 return False
-            self.pending.pop(key, None)
         return True
 
 
@@ -94,27 +98,41 @@ def cache_set(key: str, value: Any, ttl_s: int) -> None:
 
 
 def cache_delete(key: str) -> None:
-    _invalidate_or_owe(key, DELETE)
+    _invalidate_or_owe({key: DELETE})
 
 
 def cache_incr(key: str) -> None:
-    _invalidate_or_owe(key, INCR)
+    cache_incr_many([key])
 
 
-def _invalidate(key: str, op: str) -> None:
-    if op == INCR:
-        # The backend's INCR: atomic in Redis (Flask-Caching's facade has no inc).
-        cache.cache.inc(key)
-    else:
-        cache.delete(key)
+def cache_incr_many(keys: Sequence[str]) -> None:
+    _invalidate_or_owe(dict.fromkeys(keys, INCR))
 
 
-def _invalidate_or_owe(key: str, op: str) -> None:
+def _invalidate(ops: dict[str, str]) -> None:
+    """Apply {key: INCR or DELETE} in one round trip (a pipeline on Redis)."""
+    backend = cache.cache
+    client = getattr(backend, "_write_client", None)
+    if client is None:  # the in-process cache (REDIS_URL unset)
+        for key, op in ops.items():
+            # The backend's INCR (Flask-Caching's facade has no inc).
+            backend.inc(key) if op == INCR else backend.delete(key)
+        return
+    prefix = backend._get_prefix()
+    pipe = client.pipeline(transaction=False)
+    for key, op in ops.items():
+        pipe.incr(prefix + key) if op == INCR else pipe.delete(prefix + key)
+    pipe.execute()
+
+
+def _invalidate_or_owe(ops: dict[str, str]) -> None:
+    if not ops:
+        return
     guard = breaker()
     try:
-        _invalidate(key, op)
+        _invalidate(ops)
     except Exception as exc:
         # One owed INCR is enough however many writes failed: any new generation
         # retires the old one.
-        guard.pending[key] = op
-        guard.trip(op, exc)
+        guard.pending.update(ops)
+        guard.trip(next(iter(ops.values())), exc)
