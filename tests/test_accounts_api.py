@@ -215,7 +215,18 @@ def test_password_change_revokes_old_tokens(app, client, tenant, admin):
     second = login(client, tenant, email)  # a second session of the same user
     assert client.get("/api/v1/me", headers=old).status_code == 200  # warm the auth cache
 
-    r = client.patch(f"/api/v1/users/{user_id}", json={"password": NEW_PASSWORD}, headers=old)
+    # One's own password needs the current one: a stolen token alone cannot take over.
+    change = f"/api/v1/users/{user_id}"
+    r = client.patch(change, json={"password": NEW_PASSWORD}, headers=old)
+    assert "current_password" in assert_error(r, 422)["errors"]
+    r = client.patch(
+        change, json={"password": NEW_PASSWORD, "current_password": "not-my-password"}, headers=old
+    )
+    assert "current_password" in assert_error(r, 422)["errors"]
+    assert client.get("/api/v1/me", headers=old).status_code == 200  # nothing changed
+    r = client.patch(
+        change, json={"password": NEW_PASSWORD, "current_password": USER_PASSWORD}, headers=old
+    )
     assert r.status_code == 200, r.get_json()
     assert "password" not in r.get_json() and "password_hash" not in r.get_json()
 
@@ -247,9 +258,10 @@ def test_deactivation_applies_to_existing_tokens_at_once(app, client, tenant, ad
 
     r = client.patch(f"/api/v1/users/{user_id}", json={"is_active": True}, headers=admin)
     assert r.status_code == 200 and r.get_json()["is_active"] is True
-    # Reactivation does not bump the token version: the old token is valid again.
-    assert client.get("/api/v1/me", headers=headers).status_code == 200
-    login(client, tenant, email)
+    # Reactivation does not revive tokens issued before: the user logs in again.
+    assert_error(client.get("/api/v1/me", headers=headers), 401)
+    fresh = login(client, tenant, email)
+    assert client.get("/api/v1/me", headers=fresh).status_code == 200
 
 
 def test_role_change_applies_at_once(app, client, tenant, admin):

@@ -81,7 +81,7 @@ class Users(MethodView):
 @blp.arguments(UserBulkRequest)
 @blp.response(200, BulkResult)
 def bulk_users(data):
-    result = service.bulk_upsert_users(data["users"])
+    result = service.bulk_upsert_users(current_user(), data["users"])
     return {"created": result.inserted, "updated": result.updated}
 
 
@@ -110,12 +110,4 @@ class UserById(MethodView):
     @blp.arguments(UserPatch)
     @blp.response(200, UserSchema)
     def patch(self, changes, user_id):
-        _self_or_admin(user_id)
-        me = current_user()
-        if not me.is_admin and ({"role", "is_active"} & changes.keys()):
-            abort(403, "only an admin may change roles or deactivate accounts")
-        if me.id == user_id and (
-            changes.get("is_active") is False or changes.get("role", me.role) != me.role
-        ):
-            abort(409, "you cannot demote or deactivate your own account")
-        return service.update_user(_get_user_or_404(user_id), changes)
+        return service.change_user(current_user(), user_id, changes)

@@ -99,6 +99,8 @@ class UserPatch(Schema):
     name = Text(min_length=1, max_length=120)
     role = fields.String(validate=validate.OneOf(ROLES))
     password = Password()
+    # Required with `password` when users change their own.
+    current_password = Text(max_length=200, load_only=True)
     is_active = Flag()
 
 

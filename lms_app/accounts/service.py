@@ -1,22 +1,37 @@
-"""Users: login, creation, bulk upsert by e-mail, updates."""
+"""Users: login, creation, bulk upsert by e-mail, updates.
+
+Every change to an existing user, by `PATCH /users/<id>` or `POST /users/bulk`,
+passes `check_change` and revokes what it must in the same statement: one set of
+rules whichever route a client takes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import case, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
-from lms_app.accounts.auth import forget_auth_state, issue_token
+from lms_app.accounts.auth import AuthUser, forget_auth_state, forget_auth_states, issue_token
 from lms_app.accounts.models import User
 from lms_app.accounts.passwords import hash_password, verify_password
 from lms_app.db.upsert import UpsertResult, excluded, upsert
+from lms_app.errors import abort
 from lms_app.extensions import db
 
-# Verified when the e-mail is unknown, so a wrong e-mail costs as long as a wrong
-# password and response times do not reveal who has an account.
+# Checked whenever there is no real hash to check (unknown e-mail, an account without
+# a password yet), so every refusal costs one scrypt like a wrong password does, and
+# response times do not tell which accounts exist, are deactivated or have no password.
 _DUMMY_HASH = hash_password("not-a-real-password-0000")
+
+SELF_DEMOTION = "you cannot demote or deactivate your own account"
+CURRENT_REQUIRED = "required to change your own password"
+CURRENT_WRONG = "does not match your current password"
+OWN_PASSWORD_IN_BULK = (
+    "your own password is changed with PATCH /users/<your id> and your current password"
+)
 
 
 class EmailTaken(Exception):
@@ -29,12 +44,25 @@ def login(email: str, password: str) -> tuple[str, int] | None:
             User.email == email.strip().lower()
         )
     ).first()
-    if row is None:
-        verify_password(_DUMMY_HASH, password)
-        return None
-    if not row.is_active or not verify_password(row.password_hash, password):
+    stored = row.password_hash if row is not None else None
+    matches = verify_password(stored or _DUMMY_HASH, password)
+    if row is None or stored is None or not row.is_active or not matches:
         return None
     return issue_token(row.id, row.token_version)
+
+
+def check_change(actor: AuthUser, target_id: int, changes: Mapping[str, Any]) -> None:
+    """May `actor` make `changes` (field -> new value) to user `target_id`? 403/409."""
+    if not actor.is_admin:
+        if actor.id != target_id:
+            abort(403, "admins only, or your own account")
+        if {"role", "is_active"} & changes.keys():
+            abort(403, "only an admin may change roles or deactivate accounts")
+    if actor.id == target_id and (
+        changes.get("is_active") is False or changes.get("role", actor.role) != actor.role
+    ):
+        # An admin who could demote themself could leave a school with no admin.
+        abort(409, SELF_DEMOTION)
 
 
 def create_user(data: dict[str, Any]) -> User:
@@ -53,8 +81,19 @@ def create_user(data: dict[str, Any]) -> User:
     return user
 
 
-def bulk_upsert_users(items: list[dict[str, Any]]) -> UpsertResult:
-    """Insert or update by e-mail; a missing password keeps the stored one."""
+def bulk_upsert_users(actor: AuthUser, items: Sequence[Mapping[str, Any]]) -> UpsertResult:
+    """Insert or update by e-mail; a missing password keeps the stored one.
+
+    The caller's own row, if listed, obeys the rules of PATCH: no self-demotion, and
+    no password change without the current password (which bulk does not carry).
+    A password set here revokes that user's tokens, as PATCH does.
+    """
+    own_email = db.session.scalar(select(User.email).where(User.id == actor.id))
+    for item in items:
+        if item["email"] == own_email:
+            check_change(actor, actor.id, {"role": item["role"]})
+            if item.get("password"):
+                abort(409, OWN_PASSWORD_IN_BULK)
     rows = [
         {
             "email": item["email"],
@@ -65,6 +104,7 @@ def bulk_upsert_users(items: list[dict[str, Any]]) -> UpsertResult:
         for item in items
     ]
     table = User.__table__
+    new_hash = excluded(table, "password_hash")
     result = upsert(
         db.session,
         table,
@@ -73,16 +113,17 @@ def bulk_upsert_users(items: list[dict[str, Any]]) -> UpsertResult:
         update={
             "name": excluded(table, "name"),
             "role": excluded(table, "role"),
-            "password_hash": func.coalesce(excluded(table, "password_hash"), table.c.password_hash),
+            "password_hash": func.coalesce(new_hash, table.c.password_hash),
+            "token_version": case(
+                (new_hash.is_not(None), table.c.token_version + 1), else_=table.c.token_version
+            ),
             "updated_at": func.now(),
         },
+        returning=[table.c.id],
     )
     db.session.commit()
-    # Roles may have changed: the auth-state cache must not keep the old ones.
-    for user_id in db.session.scalars(
-        select(User.id).where(User.email.in_([r["email"] for r in rows]))
-    ):
-        forget_auth_state(user_id)
+    # Roles and token versions may have moved: no cached auth state may keep the old.
+    forget_auth_states(row.id for row in result.rows if not row.inserted)
     return result
 
 
@@ -95,13 +136,30 @@ def list_users(role: str | None, after: tuple[datetime, int] | None, limit: int)
     return list(db.session.scalars(stmt))
 
 
-def update_user(user: User, changes: dict[str, Any]) -> User:
+def change_user(actor: AuthUser, user_id: int, changes: Mapping[str, Any]) -> User:
+    """PATCH /users/<id>: the rules of `check_change`, then one UPDATE.
+
+    Changing one's own password needs the current one (a stolen token alone cannot
+    lock the owner out). A new password, and a change of the active flag either way,
+    revoke every token issued so far: reactivating an account does not revive them.
+    """
+    check_change(actor, user_id, changes)
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404, "no such user")
+    if "password" in changes and actor.id == user_id:
+        current = changes.get("current_password")
+        if not current:
+            abort(422, "invalid input; see errors", {"current_password": [CURRENT_REQUIRED]})
+        if not verify_password(user.password_hash, current):
+            abort(422, "invalid input; see errors", {"current_password": [CURRENT_WRONG]})
+    revoke = "password" in changes or changes.get("is_active", user.is_active) != user.is_active
     for field in ("name", "role", "is_active"):
         if field in changes:
             setattr(user, field, changes[field])
     if "password" in changes:
         user.password_hash = hash_password(changes["password"])
-        # A new password signs the user out everywhere.
+    if revoke:
         user.token_version = User.token_version + 1
     db.session.commit()
     forget_auth_state(user.id)
