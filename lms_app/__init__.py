@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config.settings import Settings, SettingsError
 from lms_app.caching import local as cache_local
 from lms_app.caching import safe as cache_safety
+from lms_app.db import retry as db_retry
 from lms_app.db import session as db_session
 from lms_app.db.engines import READ_BIND, engine_options, read_engine_options
 from lms_app.db.monitoring import instrument_engine
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     auth.init_app(app)
     for module in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(module).blp)
+    db_retry.init_app(app)
     tenancy_cli.init_app(app)
     demo_cli.init_app(app)
     # After flask-smorest's own handlers, so every error has one shape.

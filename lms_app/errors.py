@@ -7,14 +7,17 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from http import HTTPStatus
 from typing import Any, NoReturn
 
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import (
     HTTPException,
     InternalServerError,
+    ServiceUnavailable,
     UnprocessableEntity,
     default_exceptions,
 )
@@ -30,8 +33,20 @@ def error_body(code: int, message: str | None = None, errors: Any = None) -> dic
         "message": message or status.description or status.phrase,
     }
     if errors:
-        body["errors"] = errors
+        body["errors"] = _plain(errors)
     return body
+
+
+def _plain(value: Any) -> Any:
+    """Errors as JSON can always carry them: string keys (marshmallow keys list items
+    by int, beside "_schema"; mixed keys cannot even be sorted), lists, scalars."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def abort(code: int, message: str, errors: Any = None) -> NoReturn:
@@ -69,7 +84,10 @@ def _http_error(exc: HTTPException) -> Response:
         message = "malformed JSON body"
     if code != 422:
         errors = None  # API.md: `errors` on 422 only, absent otherwise
-    response = jsonify(error_body(code, message, errors))
+    try:
+        response = jsonify(error_body(code, message, errors))
+    except (TypeError, ValueError):  # never an error about the error body
+        response = jsonify(error_body(code))
     response.status_code = code
     for name, value in exc.get_headers():
         if name.lower() not in {"content-type", "content-length"}:
@@ -88,10 +106,47 @@ def unexpected_error_response(exc: Exception) -> Response:
     return _unexpected(exc)
 
 
+# deadlock_detected, serialization_failure: the transaction lost a race and may be
+# run again (lms_app.db.retry does, once).
+TRANSIENT_PGCODES = frozenset({"40P01", "40001"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "pgcode", None) in TRANSIENT_PGCODES
+
+
+def _unavailable(exc: Exception) -> bool:
+    """The database is out of reach or busy rather than wrong: the client may retry."""
+    if isinstance(exc, PoolTimeoutError) or is_transient(exc):
+        return True
+    # A connection that failed or broke carries no SQLSTATE.
+    return isinstance(exc, OperationalError) and getattr(exc.orig, "pgcode", None) is None
+
+
 def _unexpected(exc: Exception) -> Response:
-    # The traceback goes to the log (no request data in it), never to the client.
-    log.exception("unhandled %s", type(exc).__name__)
+    _log_unexpected(exc)
+    if _unavailable(exc):
+        response = _http_error(ServiceUnavailable("the database is busy; try again shortly"))
+        response.headers["Retry-After"] = "1"
+        return response
     return _http_error(InternalServerError("unexpected error; it has been logged"))
+
+
+def _log_unexpected(exc: Exception) -> None:
+    """Where it failed, never what it failed on.
+
+    Exception messages are not logged: a database error quotes rows and statements
+    (`DETAIL: Key (email)=(...)`), others quote input. The log gets the exception
+    types of the chain, PostgreSQL's error code and the frames (code lines only).
+    """
+    chain, seen, current = [], set(), exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(type(current).__name__)
+        current = current.__cause__ or current.__context__
+    pgcode = getattr(getattr(exc, "orig", None), "pgcode", None)
+    frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+    log.error("unhandled %s pgcode=%s\n%s", " <- ".join(chain), pgcode, frames.rstrip())
 
 
 def _data_error(exc: DataError) -> Response:

@@ -32,6 +32,9 @@ def engine_options(pool: PoolSettings, application_name: str = "lms_app") -> dic
         "pool_recycle": pool.recycle_s,
         # Pinging is done by lms_app.db.pool_health (idle connections only).
         "pool_pre_ping": False,
+        # Bind values never appear in exception messages (and so in no log line):
+        # they carry e-mails, names and password hashes.
+        "hide_parameters": True,
         "connect_args": {
             "connect_timeout": pool.connect_timeout_s,
             "application_name": application_name,

@@ -40,7 +40,7 @@ _worker_engine: Engine | None = None
 def _init_worker(database_url: str) -> None:
     global _worker_engine
     # One short-lived connection per tenant: a pool would only hold idle backends.
-    _worker_engine = create_engine(database_url, poolclass=NullPool)
+    _worker_engine = create_engine(database_url, poolclass=NullPool, hide_parameters=True)
 
 
 def _upgrade_one(slug: str, schema: str) -> tuple[str, str | None]:
