@@ -709,3 +709,33 @@ def test_openapi_documents_learning(client):
         ("/api/v1/me/courses", "get"),
     ):
         assert method in paths[path], (path, method)
+
+
+# --- role changes --------------------------------------------------------------------
+
+
+def test_a_demoted_instructor_keeps_no_staff_rights_on_their_courses(app, client, tenant):
+    """Finding 6 of issue 8: staff rights follow the role, not the instructor_id."""
+    teacher = add_user(app, tenant, "instructor")
+    learner = add_user(app, tenant, "student")
+    course_id, lesson_ids = make_course(app, tenant, teacher, lessons=1, unpublished_lessons=1)
+    draft_id, _ = make_course(app, tenant, teacher, published=False)
+    enroll_row(app, tenant, teacher, course_id)
+    enroll_row(app, tenant, learner, course_id)
+    hidden = lesson_ids[1]
+    headers = headers_for(app, tenant, teacher)
+    assert client.get(f"/api/v1/lessons/{hidden}", headers=headers).status_code == 200
+
+    admin = headers_for(app, tenant, admin_id(app, tenant))
+    r = client.patch(f"/api/v1/users/{teacher}", json={"role": "student"}, headers=admin)
+    assert r.status_code == 200
+
+    assert_error(client.get(f"/api/v1/lessons/{hidden}", headers=headers), 404)
+    assert client.get(f"/api/v1/lessons/{lesson_ids[0]}", headers=headers).status_code == 200
+    assert_error(client.get(f"/api/v1/courses/{draft_id}", headers=headers), 404)
+    outline = client.get(f"/api/v1/courses/{course_id}", headers=headers).get_json()["lessons"]
+    assert [lesson["id"] for lesson in outline] == [lesson_ids[0]]
+    assert_error(
+        client.get(f"/api/v1/courses/{course_id}/progress?user_id={learner}", headers=headers), 403
+    )
+    assert_error(client.get(f"/api/v1/courses/{course_id}/enrollments", headers=headers), 403)

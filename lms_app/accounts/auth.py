@@ -52,6 +52,12 @@ class AuthUser:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    def manages(self, instructor_id: int | None) -> bool:
+        """Is this user staff of a course taught by `instructor_id`: an admin, or its
+        instructor while still an instructor? A demoted instructor stays named on
+        their old courses, but keeps none of the rights."""
+        return self.is_admin or (self.role == "instructor" and instructor_id == self.id)
+
 
 def token_serializer(tenant: TenantInfo, **kwargs: Any) -> URLSafeTimedSerializer:
     """The serializer of `tenant`'s tokens (`kwargs`: itsdangerous options, for tests)."""

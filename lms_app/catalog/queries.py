@@ -110,11 +110,6 @@ def _read(stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]
     return connection.execute(stmt, params or {})
 
 
-def manages(user: AuthUser, instructor_id: int | None) -> bool:
-    """May `user` change a course whose instructor is `instructor_id`?"""
-    return user.is_admin or (user.role == "instructor" and instructor_id == user.id)
-
-
 def progress_percentage(completed: int, total: int) -> float:
     """completed / total * 100, rounded half up to 2 decimals (as SQL ROUND does)."""
     if total <= 0:
@@ -322,7 +317,7 @@ def course_detail(course_id: int, user: AuthUser) -> dict[str, Any] | None:
     row = _read(COURSE_DETAIL_STATEMENT, params).first()
     if row is None:
         return None
-    staff_view = manages(user, row.instructor_id)
+    staff_view = user.manages(row.instructor_id)
     if not staff_view and (not row.is_published or row.is_archived):
         return None
 

@@ -18,7 +18,7 @@ from lms_app.accounts.auth import AuthUser
 from lms_app.accounts.models import User
 from lms_app.caching import generations
 from lms_app.catalog.models import Category, Course, Lesson
-from lms_app.catalog.queries import CATEGORY_COLUMNS, COURSE_COLUMNS, LESSON_COLUMNS, manages
+from lms_app.catalog.queries import CATEGORY_COLUMNS, COURSE_COLUMNS, LESSON_COLUMNS
 from lms_app.errors import abort
 from lms_app.extensions import db
 from lms_app.learning.models import LessonProgress
@@ -93,7 +93,7 @@ def _lock_course(course_id: int, user: AuthUser) -> None:
     ).first()
     if row is None:
         abort(404, "course not found")
-    if not manages(user, row.instructor_id):
+    if not user.manages(row.instructor_id):
         abort(403, "only the course's instructor or an admin may change it")
 
 
@@ -143,7 +143,7 @@ def _lock_lesson_course(lesson_id: int, user: AuthUser, *, lock_lesson: bool = F
     row = db.session.execute(stmt).first()
     if row is None:
         abort(404, "lesson not found")
-    if not manages(user, row.instructor_id):
+    if not user.manages(row.instructor_id):
         abort(403, "only the course's instructor or an admin may change its lessons")
     return row.course_id
 

@@ -33,16 +33,12 @@ NOT_LEARNABLE = "progress is kept on published lessons of published courses only
 # --- access rules ---------------------------------------------------------------------
 
 
-def is_course_staff(user: AuthUser, instructor_id: int | None) -> bool:
-    return user.is_admin or (instructor_id is not None and instructor_id == user.id)
-
-
 def _learnable(row: Row[Any]) -> bool:
     return bool(row.is_published and row.course_published and not row.course_archived)
 
 
 def _lesson_visible(user: AuthUser, row: Row[Any] | None) -> bool:
-    return row is not None and (is_course_staff(user, row.instructor_id) or _learnable(row))
+    return row is not None and (user.manages(row.instructor_id) or _learnable(row))
 
 
 def _progress_denial(user: AuthUser, row: Row[Any] | None) -> tuple[int, str] | None:
@@ -61,7 +57,7 @@ def _staff_course(user: AuthUser, course_id: int) -> Row[Any]:
     course = queries.course_facts(course_id)
     if course is None:
         abort(404, "course not found")
-    if not is_course_staff(user, course.instructor_id):
+    if not user.manages(course.instructor_id):
         abort(403, "only the course's instructor or an admin may do this")
     return course
 
@@ -73,7 +69,7 @@ def lesson_for(user: AuthUser, lesson_id: int) -> dict[str, Any]:
     row = queries.lesson_with_progress(lesson_id, user.id)
     if row is None or not _lesson_visible(user, row):
         abort(404, NOT_FOUND_LESSON)
-    if not is_course_staff(user, row.instructor_id) and row.enrollment_status not in LIVE_STATUSES:
+    if not user.manages(row.instructor_id) and row.enrollment_status not in LIVE_STATUSES:
         abort(403, "enroll in this course to open its lessons")
     data = row._asdict()
     data["is_completed"] = row.progress_percentage == 100
@@ -368,7 +364,7 @@ def course_progress(user: AuthUser, course_id: int, user_id: int | None) -> dict
     row = queries.course_progress(course_id, subject)
     if row is None:
         abort(404, "course not found")
-    staff = is_course_staff(user, row.instructor_id)
+    staff = user.manages(row.instructor_id)
     if subject != user.id:
         if not staff:
             abort(403, "only the course's instructor or an admin may do this")
