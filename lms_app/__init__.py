@@ -59,6 +59,9 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
         )
+    # No redirects: `//` in a path is a 404, not a 308 with an HTML body and a
+    # Location built from the Host header.
+    app.url_map.merge_slashes = False
     converters.init_app(app)
     db.init_app(app)
     cache.init_app(app)

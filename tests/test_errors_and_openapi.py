@@ -89,6 +89,43 @@ def test_malformed_json_is_400(client, tenant, admin, path, auth, payload):
     assert "json" in body["message"].lower()
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "[" * 100_000 + "]" * 100_000,  # deeper than Python's recursion limit
+        '{"email": ' * 50_000 + "1" + "}" * 50_000,
+        '{"email": "a@b.cd", "password": ' + "9" * 5_000 + "}",  # past int's digit limit
+        '{"email": "a@b.cd", "password": NaN}',  # not JSON, though Python reads it
+        '{"email": "a@b.cd", "password": -Infinity}',
+    ],
+    ids=["deep-list", "deep-object", "huge-int", "nan", "infinity"],
+)
+@pytest.mark.parametrize("path", ["/api/v1/auth/token", "/api/v1/users/bulk", "/platform/tenants"])
+def test_json_the_parser_cannot_take_is_400(client, tenant, admin, path, payload):
+    """Finding 7 of issue 8: these were 500s, the first one on a route without login."""
+    headers = PLATFORM if path.startswith("/platform") else admin
+    r = client.post(path, data=payload, content_type="application/json", headers=headers)
+    assert assert_error(r, 400)["message"] == "malformed JSON body"
+
+
+def test_item_errors_of_a_list_mixing_objects_and_non_objects_are_422(client, admin):
+    """Finding 10: marshmallow keys item errors by int beside "_schema"; sorted-key JSON
+    could not encode that (a 500). Error keys are strings."""
+    users = [{"email": "not-an-email", "name": "x", "role": "student"}, "just a string", 42, []]
+    r = client.post("/api/v1/users/bulk", json={"users": users}, headers=admin)
+    errors = assert_error(r, 422)["errors"]["users"]
+    assert set(errors) == {"0", "1", "2", "3"}
+    assert "email" in errors["0"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1//me", "//api/v1/me", "/api/v1/me/", "/healthz/"])
+def test_no_redirects_only_json(client, admin, path):
+    """Finding 11: `//` was a 308 with an HTML body and a Location from the Host header."""
+    r = client.get(path, headers={**admin, "Host": "evil.example"})
+    assert "Location" not in r.headers
+    assert_error(r, 404)
+
+
 def test_wrong_shape_json_is_422(client, tenant, admin):
     for payload in ([1, 2], "a string", 42, None):
         r = client.post("/api/v1/users", json=payload, headers=admin)
