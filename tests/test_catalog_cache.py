@@ -8,15 +8,25 @@ scanning keys. A cache outage degrades to the database.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from lms_app.caching.generations import CATALOG, generation_key
 from lms_app.caching.safe import breaker
+from lms_app.catalog.page_cache import CACHED_PAGE_SIZES
 from lms_app.extensions import cache, db
 from lms_app.tenancy.context import tenant_scope
+from lms_app.web.pagination import encode_cursor
 from tests.conftest import count_statements, login, make_app, user_email
-from tests.test_catalog_api import API, insert_courses, make_school, new_course, new_lesson
+from tests.test_catalog_api import (
+    API,
+    insert_courses,
+    make_school,
+    new_course,
+    new_lesson,
+    walk_catalog,
+)
 from tests.test_learning_api import enroll_row, progress_row
 
 
@@ -43,27 +53,72 @@ def titles(body: dict) -> list[str]:
 
 
 def test_a_cached_page_costs_only_the_overlay(app, client, school, count_queries):
-    insert_courses(app, school.tenant, 3)
+    insert_courses(app, school.tenant, 12, difficulty_level="beginner")
     student = school.headers["student"]
     catalog(client, student, limit=7)  # also warms the auth state
     with count_queries() as q:
-        first = catalog(client, student, limit=2)
+        first = catalog(client, student, limit=10)
     assert q.count == 1, q.statements  # the page with this user's overlay
+    assert cached_pages(app, school.tenant) == 1
     with count_queries() as q:
-        again = catalog(client, student, limit=2)
+        again = catalog(client, student, limit=10)
     assert q.count == 1, q.statements  # overlay only
     assert again == first
+    assert "page_ids" in q.statements[0]  # the overlay statement
 
     # Another user of the school shares the page, with their own overlay.
     with count_queries() as q:
-        catalog(client, school.headers["other"], limit=2)
+        catalog(client, school.headers["other"], limit=10)
     assert q.count == 2, q.statements  # their auth state + overlay
 
     # An empty page has no overlay to ask for.
-    catalog(client, student, category_id=987_654)
+    catalog(client, student, difficulty_level="advanced")
     with count_queries() as q:
-        assert catalog(client, student, category_id=987_654)["items"] == []
+        assert catalog(client, student, difficulty_level="advanced")["items"] == []
     assert q.count == 0, q.statements
+
+
+def cached_pages(app, tenant) -> int:
+    """Catalog pages stored in Redis for `tenant` (a test may list keys; the app never does)."""
+    from lms_app.caching.keys import tenant_key
+
+    with app.app_context():
+        client = cache.cache._read_client
+        pattern = f"{app.config['CACHE_KEY_PREFIX']}{tenant_key(tenant, CATALOG)}:*"
+        return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+
+
+def test_only_pages_reached_through_next_cursor_are_cached(app, client, school):
+    """Finding 8 of issue 8: any signed-in student could make Redis store one page per
+    cursor they invented. Invented positions are served, from the database, uncached."""
+    insert_courses(app, school.tenant, 30)
+    student = school.headers["student"]
+    walked = walk_catalog(client, student, limit=10)
+    assert len(walked) == 30
+    reachable = cached_pages(app, school.tenant)
+    assert reachable == 3  # the three pages a client walks
+
+    base = datetime.fromisoformat(walked[-1]["created_at"])
+    invented = [encode_cursor(base + timedelta(seconds=17 * i + 1), 10**6 + i) for i in range(100)]
+    # The same real position, written with other UTC offsets.
+    real = walked[9]
+    instant = datetime.fromisoformat(real["created_at"])
+    invented += [
+        encode_cursor(instant.astimezone(timezone(timedelta(hours=h))), real["id"])
+        for h in range(-11, 12)
+    ]
+    for cursor in invented:
+        assert catalog(client, student, cursor=cursor, limit=10)["items"] is not None
+    for limit in range(1, 101):  # every page size
+        catalog(client, student, limit=limit)
+    for category_id in range(1000, 1050):  # categories that do not exist
+        assert catalog(client, student, category_id=category_id)["items"] == []
+    # The real position under another offset is the page already cached; beyond the
+    # walk, only the first page of each of the few shared sizes was added.
+    assert cached_pages(app, school.tenant) == reachable + len(CACHED_PAGE_SIZES) - 1
+    with app.app_context():
+        local = app.extensions["lms_cache_local"]
+        assert local._size <= reachable + len(CACHED_PAGE_SIZES) + 2
 
 
 def test_the_overlay_is_never_cached(app, client, school):

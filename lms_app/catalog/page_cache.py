@@ -15,7 +15,7 @@ The body equals CatalogPageSchema's dump of `queries.catalog_page` (tested).
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
@@ -27,6 +27,10 @@ from lms_app.catalog import queries
 # Part of every page key: bump it whenever RenderedPage changes shape, so a deploy
 # never reads values cached by the previous release.
 PAGE_FORMAT = 2
+
+# Page sizes whose pages are shared through the cache: the default and the round
+# numbers clients use. Any other size is served uncached (still one statement).
+CACHED_PAGE_SIZES = frozenset({10, 20, 25, 50, 100})
 
 # (course id, total_lessons, '{"field":value,...' without its closing brace)
 Fragment = tuple[int, int, str]
@@ -49,7 +53,7 @@ def catalog_json(
         "difficulty_level": difficulty_level,
     }
     settings = current_app.config["LMS_SETTINGS"]
-    if not settings.cache_catalog_pages:
+    if not settings.cache_catalog_pages or limit not in CACHED_PAGE_SIZES:
         # Rendered once, as a whole: per-item fragments only pay off when reused.
         items, next_cursor = queries.catalog_page(user_id, **filters)
         return current_app.json.dumps(
@@ -59,15 +63,25 @@ def catalog_json(
     # On a miss the page is read together with this user's overlay (one statement);
     # on a hit only the overlay is read.
     fresh_overlay: dict[int, tuple[bool, int]] = {}
+    shareable = False
 
     def load() -> RenderedPage:
-        items, next_cursor = queries.catalog_rows(**filters, user_id=user_id)
+        nonlocal shareable
+        items, next_cursor, reachable = queries.catalog_rows(**filters, user_id=user_id)
         for item in items:
             fresh_overlay[item["id"]] = (item.pop("is_enrolled"), item.pop("completed"))
+        # Only pages a client reaches by following next_cursor are stored: any other
+        # position is served all the same, from the database, but may not fill the
+        # cache (a student inventing cursors would otherwise store a page for each).
+        shareable = reachable and (category_id is None or bool(items))
         return _render_page(items, next_cursor)
 
     fragments, unpublished, next_cursor = cached_read(
-        CATALOG, _page_key(**filters), settings.cache_ttl.course_list, load
+        CATALOG,
+        _page_key(**filters),
+        settings.cache_ttl.course_list,
+        load,
+        keep=lambda _page: shareable,
     )
     if fresh_overlay or not fragments:
         overlay = fresh_overlay
@@ -91,7 +105,8 @@ def _page_key(
     category_id: int | None,
     difficulty_level: str | None,
 ) -> str:
-    cursor = f"{after[0].isoformat()}/{after[1]}" if after else "-"
+    # One key per instant, whatever UTC offset the cursor was written with.
+    cursor = f"{after[0].astimezone(UTC).isoformat()}/{after[1]}" if after else "-"
     return f"v{PAGE_FORMAT}:{limit}:{cursor}:{category_id or '-'}:{difficulty_level or '-'}"
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import websearch_to_tsquery
+from sqlalchemy.orm import aliased
 
 from lms_app.accounts.auth import AuthUser
 from lms_app.accounts.models import User
@@ -163,6 +164,18 @@ def _overlay_columns(
     return enrolled.label("is_enrolled"), completed.label("completed")
 
 
+def _listed(course: Any, by_category: bool, by_difficulty: bool) -> list[ColumnElement[bool]]:
+    """The catalog's conditions on `course` (the Course entity or an alias of it)."""
+    # Written exactly as ix_courses_active_recent's predicate so the planner can use
+    # the partial index.
+    conditions = [course.is_published, ~course.is_archived]
+    if by_category:
+        conditions.append(course.category_id == bindparam("category_id", type_=BigInteger))
+    if by_difficulty:
+        conditions.append(course.difficulty_level == bindparam("difficulty_level"))
+    return conditions
+
+
 @functools.cache
 def _catalog_statement(
     by_category: bool, by_difficulty: bool, after: bool, with_overlay: bool
@@ -174,24 +187,25 @@ def _catalog_statement(
     overlay = _overlay_columns(Course.id, UNPUBLISHED_LESSON_IDS) if with_overlay else ()
     stmt = (
         select(*CATALOG_COLUMNS, UNPUBLISHED_LESSON_IDS.label("unpublished_lesson_ids"), *overlay)
-        # Written exactly as ix_courses_active_recent's predicate so the planner
-        # can use the partial index.
-        .where(Course.is_published, ~Course.is_archived)
+        .where(*_listed(Course, by_category, by_difficulty))
         .order_by(*NEWEST_FIRST)
         .limit(bindparam("fetch", type_=Integer))
     )
-    if by_category:
-        stmt = stmt.where(Course.category_id == bindparam("category_id", type_=BigInteger))
-    if by_difficulty:
-        stmt = stmt.where(Course.difficulty_level == bindparam("difficulty_level"))
     if after:
-        stmt = stmt.where(
-            tuple_(Course.created_at, Course.id)
-            < tuple_(
-                bindparam("after_created_at", type_=DateTime(timezone=True)),
-                bindparam("after_id", type_=BigInteger),
-            )
+        after_key = tuple_(
+            bindparam("after_created_at", type_=DateTime(timezone=True)),
+            bindparam("after_id", type_=BigInteger),
         )
+        stmt = stmt.where(tuple_(Course.created_at, Course.id) < after_key)
+        # Whether the cursor is a position a client reaches by following next_cursor:
+        # the key of a course these filters list (a primary-key probe). Only such
+        # pages are worth caching (lms_app.catalog.page_cache).
+        at_cursor = aliased(Course, name="at_cursor")
+        reachable = exists().where(
+            tuple_(at_cursor.created_at, at_cursor.id) == after_key,
+            *_listed(at_cursor, by_category, by_difficulty),
+        )
+        stmt = stmt.add_columns(reachable.label("cursor_reachable"))
     return stmt
 
 
@@ -216,11 +230,13 @@ def catalog_rows(
     category_id: int | None = None,
     difficulty_level: str | None = None,
     user_id: int | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[dict[str, Any]], str | None, bool]:
     """One keyset page of the catalog: one statement.
 
     Each item also carries `unpublished_lesson_ids` (not part of the API) and, when
-    `user_id` is given, that user's `is_enrolled` and `completed`.
+    `user_id` is given, that user's `is_enrolled` and `completed`. The third value
+    says whether `after` is the key of a course the page's filters list (True
+    without `after`; False when that cannot be told from an empty page).
     """
     params: dict[str, Any] = {"fetch": limit + 1}
     if user_id is not None:
@@ -236,7 +252,11 @@ def catalog_rows(
     )
     rows = _read(stmt, params).all()
     page_rows, next_cursor = page(rows, limit, lambda row: (row.created_at, row.id))
-    return [row._asdict() for row in page_rows], next_cursor
+    items = [row._asdict() for row in page_rows]
+    reachable = after is None
+    for item in items if after is not None else ():
+        reachable = item.pop("cursor_reachable")
+    return items, next_cursor, reachable
 
 
 def user_overlay(
@@ -271,7 +291,7 @@ def catalog_page(
 
     The route serves the same content through lms_app.catalog.page_cache.
     """
-    items, next_cursor = catalog_rows(
+    items, next_cursor, _ = catalog_rows(
         limit=limit,
         after=after,
         category_id=category_id,
