@@ -326,7 +326,7 @@ def test_bulk_enroll_unknown_ids_write_nothing(app, client, tenant, instructor):
     )
     body = assert_error(r, 422)
     (message,) = body["errors"]["user_ids"]
-    assert message.startswith("unknown user ids: 900000000, 900000001")
+    assert message.startswith("not students you may enrol: 900000000, 900000001")
     assert "900000019" in message and "900000020" not in message and "(and 10 more)" in message
     assert count_enrollments(app, tenant, course_id) == 1
     assert enrollment_status(app, tenant, dropped, course_id) == "dropped"
@@ -341,16 +341,46 @@ def test_bulk_enroll_roles_and_courses(app, client, tenant, instructor):
     other = add_user(app, tenant, "instructor")
     assert_error(client.post(url, json=body, headers=headers_for(app, tenant, other)), 403)
     assert_error(client.post(url, json=body, headers=tenant_headers(tenant)), 401)
-    # Staff may fill a course before publishing it.
-    r = client.post(url, json=body, headers=headers_for(app, tenant, instructor))
-    assert r.status_code == 200 and r.get_json()["enrolled"] == 1
+    # An admin may fill a course before it is published; its instructor may not (a
+    # course nobody sees would let them read back whoever they enrolled).
+    assert_error(client.post(url, json=body, headers=headers_for(app, tenant, instructor)), 409)
     r = client.post(url, json=body, headers=headers_for(app, tenant, admin_id(app, tenant)))
-    assert r.status_code == 200 and r.get_json()["already_enrolled"] == 1
+    assert r.status_code == 200 and r.get_json()["enrolled"] == 1
 
     a = headers_for(app, tenant, admin_id(app, tenant))
     assert_error(client.post("/api/v1/courses/999999999/enrollments", json=body, headers=a), 404)
     archived, _ = make_course(app, tenant, instructor, archived=True)
     assert_error(client.post(f"/api/v1/courses/{archived}/enrollments", json=body, headers=a), 409)
+
+
+def test_an_instructor_enrols_active_students_only(app, client, tenant, instructor):
+    """Finding 9 of issue 8: bulk-enrolling arbitrary ids into one's own course, then
+    listing the roster, returned every user's e-mail, the admin's included."""
+    course_id, _ = make_course(app, tenant, instructor)
+    student = add_user(app, tenant, "student")
+    others = [
+        admin_id(app, tenant),
+        add_user(app, tenant, "instructor"),
+        add_user(app, tenant, "student", is_active=False),
+        987_654_321,  # unknown: the same answer, so the reply tells nothing about an id
+    ]
+    url = f"/api/v1/courses/{course_id}/enrollments"
+    teacher = headers_for(app, tenant, instructor)
+    for other in others:
+        r = client.post(url, json={"user_ids": [student, other]}, headers=teacher)
+        (message,) = assert_error(r, 422)["errors"]["user_ids"]
+        assert message == f"not students you may enrol: {other}"
+    assert count_enrollments(app, tenant, course_id) == 0
+
+    r = client.post(url, json={"user_ids": [student]}, headers=teacher)
+    assert r.get_json() == {"enrolled": 1, "already_enrolled": 0}
+    roster = client.get(url, headers=teacher).get_json()["items"]
+    assert [item["user"]["id"] for item in roster] == [student]
+
+    # An admin may enrol anyone of the school.
+    admin = headers_for(app, tenant, admin_id(app, tenant))
+    r = client.post(url, json={"user_ids": others[:3]}, headers=admin)
+    assert r.get_json() == {"enrolled": 3, "already_enrolled": 0}
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    not_,
     or_,
     select,
     true,
@@ -273,14 +274,20 @@ def course_enrollments(
     return list(db.session.execute(stmt).all())
 
 
-def bulk_enroll_conflicts(course_id: int, user_ids: Sequence[int]) -> Sequence[Row[Any]]:
-    """Ids of a bulk enroll that are unknown users, or whose enrollment is dropped.
+def bulk_enroll_conflicts(
+    course_id: int, user_ids: Sequence[int], *, students_only: bool
+) -> Sequence[Row[Any]]:
+    """Ids of a bulk enroll that may not be enrolled (`refused`: unknown users, or with
+    `students_only` anyone but an active student), or whose enrollment is dropped.
 
     One statement for 10,000 ids: the array is unnested and anti/outer-joined.
     """
     ids = func.unnest(id_array("user_ids")).table_valued("id").render_derived(name="ids")
+    allowed = users.c.id.is_not(None)
+    if students_only:
+        allowed = and_(allowed, users.c.role == "student", users.c.is_active)
     stmt = (
-        select(ids.c.id, users.c.id.is_(None).label("unknown"))
+        select(ids.c.id, not_(allowed).label("refused"))
         .select_from(
             ids.outerjoin(users, users.c.id == ids.c.id).outerjoin(
                 enrollments,
@@ -291,7 +298,7 @@ def bulk_enroll_conflicts(course_id: int, user_ids: Sequence[int]) -> Sequence[R
                 ),
             )
         )
-        .where(or_(users.c.id.is_(None), enrollments.c.id.is_not(None)))
+        .where(or_(not_(allowed), enrollments.c.id.is_not(None)))
         .order_by(ids.c.id)
     )
     return db.session.execute(stmt, {"user_ids": list(user_ids)}).all()

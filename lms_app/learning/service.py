@@ -124,14 +124,21 @@ def enroll_self(user: AuthUser, course_id: int) -> tuple[dict[str, Any], bool]:
     return existing._asdict(), False
 
 
-def _unknown_ids_message(unknown: Sequence[int]) -> str:
-    shown = ", ".join(str(i) for i in unknown[:UNKNOWN_IDS_LISTED])
-    more = len(unknown) - UNKNOWN_IDS_LISTED
-    return f"unknown user ids: {shown}" + (f" (and {more} more)" if more > 0 else "")
+def _refused_ids_message(refused: Sequence[int], students_only: bool) -> str:
+    shown = ", ".join(str(i) for i in refused[:UNKNOWN_IDS_LISTED])
+    more = len(refused) - UNKNOWN_IDS_LISTED
+    what = "not students you may enrol" if students_only else "unknown user ids"
+    return f"{what}: {shown}" + (f" (and {more} more)" if more > 0 else "")
 
 
 def bulk_enroll(user: AuthUser, course_id: int, user_ids: Sequence[int]) -> dict[str, int]:
-    """Enroll many users at once; unknown ids reject the whole call before any write.
+    """Enroll many users at once; refused ids reject the whole call before any write.
+
+    Who may enrol whom: an admin, anyone of the school into any course not archived;
+    an instructor, active students only, into their own course once it is published.
+    A roster shows e-mails, and an instructor may not read the user directory, so an
+    instructor must not be able to fill a course nobody can see with the school's
+    staff to read it back. (Unknown, staff and deactivated ids get the same answer.)
 
     Dropped enrollments in the list are reactivated and counted as enrolled: the
     caller asked for these people to be in the course. Completed ones stay completed
@@ -140,12 +147,16 @@ def bulk_enroll(user: AuthUser, course_id: int, user_ids: Sequence[int]) -> dict
     course = _staff_course(user, course_id)
     if course.is_archived:
         abort(409, "course is archived")
+    students_only = not user.is_admin
+    if students_only and not course.is_published:
+        abort(409, "publish the course before enrolling learners (admins may enrol earlier)")
     ids = sorted(set(user_ids))
 
-    conflicts = queries.bulk_enroll_conflicts(course_id, ids)
-    unknown = [r.id for r in conflicts if r.unknown]
-    if unknown:
-        abort(422, "unknown user ids", errors={"user_ids": [_unknown_ids_message(unknown)]})
+    conflicts = queries.bulk_enroll_conflicts(course_id, ids, students_only=students_only)
+    refused = [r.id for r in conflicts if r.refused]
+    if refused:
+        message = _refused_ids_message(refused, students_only)
+        abort(422, "some users may not be enrolled", errors={"user_ids": [message]})
 
     reactivated = 0
     dropped = [r.id for r in conflicts]
