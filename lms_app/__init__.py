@@ -20,7 +20,7 @@ from lms_app.db.engines import READ_BIND, engine_options, read_engine_options
 from lms_app.db.monitoring import instrument_engine
 from lms_app.db.pool_health import install_idle_ping
 from lms_app.errors import register_error_handlers
-from lms_app.extensions import api, cache, db, limiter
+from lms_app.extensions import api, cache, db
 from lms_app.observability.logging import configure_logging
 from lms_app.web import converters
 from lms_app.web.json import ApiJSONProvider
@@ -67,8 +67,6 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     cache.init_app(app)
     cache_safety.init_app(app, settings.cache_breaker_s)
     cache_local.init_app(app, settings.cache_local_s)
-    limiter.init_app(app)
-    _drop_unused_limiter_hook(app)
     api.init_app(app, spec_kwargs=SPEC_KWARGS)
     api.register_converter(
         converters.IdConverter,
@@ -83,7 +81,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
             if settings.pool.pre_ping:
                 install_idle_ping(engine, settings.pool.pre_ping_idle_s)
 
-    from lms_app.accounts import auth
+    from lms_app.accounts import auth, throttle
     from lms_app.demo import cli as demo_cli
     from lms_app.tenancy import cli as tenancy_cli
     from lms_app.tenancy import resolver
@@ -91,6 +89,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     resolver.init_app(app)
     db_session.init_app(app)
     auth.init_app(app)
+    throttle.init_app(app)
     for module in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(module).blp)
     db_retry.init_app(app)
@@ -140,13 +139,7 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "PLATFORM_API_KEY": settings.platform_api_key,
         "AUTH_LOCAL_CACHE_SECONDS": settings.auth_local_cache_s,
         "CACHE_KEY_PREFIX": "lms:",
-        "RATELIMIT_STORAGE_URI": settings.redis_url or "memory://",
-        "RATELIMIT_KEY_PREFIX": "lms-rl",
-        "RATELIMIT_HEADERS_ENABLED": True,
-        # A Redis outage must not fail logins: limits fall back to per-process memory
-        # (still enforced, per worker) and storage errors are logged, never raised.
-        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
-        "RATELIMIT_SWALLOW_ERRORS": True,
+        "LOGIN_THROTTLE_KEY_PREFIX": "lms-rl",
         "LOGIN_LIMIT_PER_ACCOUNT": settings.login_limit_per_account,
         "LOGIN_LIMIT_PER_ADDRESS": settings.login_limit_per_address,
         "CACHE_DEFAULT_TIMEOUT": settings.cache_ttl.course_list,
@@ -157,16 +150,6 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
     }
-
-
-def _drop_unused_limiter_hook(app: Flask) -> None:
-    """flask-limiter checks a decorated route inside its decorator; its before_request
-    hook serves only default and application-wide limits. lms_app sets neither, so
-    the hook would cost every request a limit lookup for nothing."""
-    manager = limiter.limit_manager
-    if manager.default_limits or manager.application_limits:
-        return
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 
 def _redis_options(timeout_ms: int) -> dict[str, Any]:

@@ -49,10 +49,12 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def abort(code: int, message: str, errors: Any = None) -> NoReturn:
+def abort(
+    code: int, message: str, errors: Any = None, headers: dict[str, str] | None = None
+) -> NoReturn:
     """Stop the request with an API error (compatible with flask-smorest's abort)."""
     exc = default_exceptions[code](description=message)
-    exc.data = {"message": message, "errors": errors}  # type: ignore[attr-defined]
+    exc.data = {"message": message, "errors": errors, "headers": headers}  # type: ignore[attr-defined]
     raise exc
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from flask_caching import Cache
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 
@@ -15,5 +13,3 @@ from lms_app.db.session import TenantSession
 db = SQLAlchemy(session_options={"class_": TenantSession})
 cache = Cache()
 api = Api()
-# No default limits: only the routes that need one (POST /auth/token) declare it.
-limiter = Limiter(key_func=get_remote_address, default_limits=[])

@@ -78,7 +78,7 @@ def make_app(
         settings,
         TESTING=True,
         CACHE_KEY_PREFIX=cache_prefix or f"lms:test:{worker_id()}:{uuid.uuid4().hex[:8]}:",
-        RATELIMIT_KEY_PREFIX=f"lms-rl-test-{uuid.uuid4().hex[:8]}",
+        LOGIN_THROTTLE_KEY_PREFIX=f"lms-rl-test-{uuid.uuid4().hex[:8]}",
     )
     with app.app_context():
         upgrade_public(db.engine)

@@ -26,6 +26,7 @@ from tests.conftest import (
     USER_PASSWORD,
     add_user,
     assert_error,
+    dispose,
     login,
     make_app,
     tenant_headers,
@@ -320,6 +321,35 @@ def test_login_limit_per_account(own_app, make_tenant):
     # Another account of the same school, and the same e-mail in another school, still work.
     assert token_request(client, school, other, USER_PASSWORD).status_code == 200
     assert token_request(client, elsewhere, target, USER_PASSWORD).status_code == 200
+    # The key is the account *and* the address: guesses from one place do not lock the
+    # real owner out from another (finding 11 of issue 8).
+    r = client.post(
+        TOKEN,
+        json={"email": target, "password": USER_PASSWORD},
+        headers=tenant_headers(school),
+        environ_base={"REMOTE_ADDR": "10.20.30.41"},
+    )
+    assert r.status_code == 200, r.get_json()
+
+
+def test_each_app_counts_its_own_logins(database_url, redis_url, tmp_path, make_tenant, caplog):
+    """Two apps of one test run (two deployments) share no counters, and a refused
+    attempt logs no e-mail."""
+    first = make_app(database_url, redis_url, tmp_path / "a")
+    second = make_app(database_url, redis_url, tmp_path / "b")
+    for one in (first, second):
+        one.config["LOGIN_LIMIT_PER_ACCOUNT"] = "2/minute"
+    school = make_tenant(unique_slug("rl"))
+    target = random_email("shared")
+    add_user(first, school, "student", email=target)
+    a, b = first.test_client(), second.test_client()
+    with caplog.at_level("DEBUG"):
+        for _ in range(2):
+            assert_error(token_request(a, school, target, "wrong-password-1"), 401)
+        assert_error(token_request(a, school, target, USER_PASSWORD), 429)
+    assert token_request(b, school, target, USER_PASSWORD).status_code == 200
+    assert target not in caplog.text
+    dispose(first, second)
 
 
 def test_login_limit_per_address(own_app, make_tenant):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
 from flask.views import MethodView
 
 from lms_app.accounts import service
@@ -19,29 +18,22 @@ from lms_app.accounts.schemas import (
     UserPatch,
     UserSchema,
 )
+from lms_app.accounts.throttle import throttle_login
 from lms_app.errors import abort
-from lms_app.extensions import db, limiter
-from lms_app.tenancy.context import require_tenant
+from lms_app.extensions import db
 from lms_app.web.blueprint import Blueprint
 from lms_app.web.pagination import page
 
 blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="Auth and users")
 
 
-def _account_key() -> str:
-    body = request.get_json(silent=True)
-    email = body.get("email") if isinstance(body, dict) else None
-    email = email.strip().lower() if isinstance(email, str) else ""
-    return f"login:{require_tenant().id}:{email}"
-
-
 @blp.route("/auth/token", methods=["POST"])
 @blp.arguments(TokenRequest)
 @blp.response(200, TokenResponse)
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], key_func=_account_key)
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"])
+@blp.alt_response(429, description="Too many login attempts (see Retry-After)")
 @blp.doc(security=[])
 def issue_token(data):
+    throttle_login(data["email"])
     issued = service.login(data["email"], data["password"])
     if issued is None:
         abort(401, "invalid e-mail or password")
