@@ -290,8 +290,8 @@ def cli_env(url: str, instance_path: Path) -> dict[str, str]:
     env.update(
         DATABASE_URL=url,
         LMS_ENV="test",
-        SECRET_KEY="bench",
-        PLATFORM_API_KEY="bench",
+        SECRET_KEY="tenancy-bench-secret-key-not-for-production",
+        PLATFORM_API_KEY="tenancy-bench-platform-key-not-for-production",
         LMS_INSTANCE_PATH=str(instance_path),
         LOG_LEVEL="WARNING",
     )

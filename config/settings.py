@@ -58,6 +58,21 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+# Signing key and operators' key: long enough that guessing is out of the question
+# (32 characters of `secrets.token_urlsafe` carry about 190 bits).
+MIN_SECRET_LENGTH = 32
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    value = (env.get(name) or "").strip() or None
+    if value is not None and len(value) < MIN_SECRET_LENGTH:
+        raise SettingsError(
+            f"{name} must be at least {MIN_SECRET_LENGTH} characters "
+            '(for one: python -c "import secrets; print(secrets.token_urlsafe(32))")'
+        )
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -190,8 +205,8 @@ class Settings:
             database_url=normalize_database_url(raw_db) if raw_db else None,
             database_replica_urls=replicas,
             redis_url=(env.get("REDIS_URL") or "").strip() or None,
-            secret_key=(env.get("SECRET_KEY") or "").strip() or None,
-            platform_api_key=(env.get("PLATFORM_API_KEY") or "").strip() or None,
+            secret_key=_secret(env, "SECRET_KEY"),
+            platform_api_key=_secret(env, "PLATFORM_API_KEY"),
             server_name=(env.get("SERVER_NAME") or "").strip() or None,
             slow_query_ms=_int(env, "SLOW_QUERY_MS", 1000, 1),
             tenant_cache_ttl_s=_int(env, "TENANT_CACHE_TTL", 30),

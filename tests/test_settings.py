@@ -19,8 +19,8 @@ PRODUCTION_ENV = {
     "LMS_ENV": "production",
     "DATABASE_URL": "postgres://u:p@db.example.com:5432/lms",
     "REDIS_URL": "redis://cache.example.com:6379/0",
-    "SECRET_KEY": "s3cret",
-    "PLATFORM_API_KEY": "platform-key",
+    "SECRET_KEY": "s3cret-" + "k" * 32,
+    "PLATFORM_API_KEY": "platform-key-" + "p" * 32,
 }
 
 
@@ -200,8 +200,8 @@ def test_production_with_everything_set() -> None:
     assert settings.is_production
     assert settings.database_url == "postgresql+psycopg2://u:p@db.example.com:5432/lms"
     assert settings.redis_url == "redis://cache.example.com:6379/0"
-    assert settings.secret_key == "s3cret"
-    assert settings.platform_api_key == "platform-key"
+    assert settings.secret_key == PRODUCTION_ENV["SECRET_KEY"]
+    assert settings.platform_api_key == PRODUCTION_ENV["PLATFORM_API_KEY"]
 
 
 @pytest.mark.parametrize("missing", REQUIRED_IN_PRODUCTION)
@@ -227,6 +227,16 @@ def test_production_names_every_missing_setting() -> None:
     message = str(info.value)
     for name in REQUIRED_IN_PRODUCTION:
         assert name in message
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "PLATFORM_API_KEY"])
+@pytest.mark.parametrize("env", ["development", "production"])
+def test_short_secrets_are_refused(name: str, env: str) -> None:
+    """Finding 11 of issue 8: any key was accepted, "x" included."""
+    base = PRODUCTION_ENV if env == "production" else {"LMS_ENV": env}
+    with pytest.raises(SettingsError, match=f"{name} must be at least 32 characters"):
+        Settings.from_env({**base, name: "x" * 31})
+    assert getattr(Settings.from_env({**base, name: "x" * 32}), name.lower()) == "x" * 32
 
 
 def test_missing_settings_are_fine_outside_production() -> None:
