@@ -30,6 +30,16 @@ ADMIN_PASSWORD = "admin-password-123"
 _RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8]
 
 
+def pytest_report_header(config) -> list[str]:
+    """Which servers this run talks to: a run that fell back to the embedded
+    PostgreSQL (no server on 127.0.0.1:5432) says so at the top."""
+    return servers.describe()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    terminalreporter.write_line("servers: " + "; ".join(servers.describe()))
+
+
 def worker_id() -> str:
     """Unique per test run and worker, so concurrent runs never share a database."""
     return f"{_RUN_ID}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"

@@ -1,66 +1,50 @@
 """Invalidations that fail are owed, not lost; local copies never outlive a write.
 
-The outage tests run on a Redis server of their own: it is told to refuse writes
-(`min-replicas-to-write`), so reads still work while every INCR and DEL fails, which is
+The outage tests connect to Redis as a user of their own, whose writes the server is
+told to refuse (an ACL change), so reads still work while every INCR and DEL fails:
 the case that could leave other processes serving what a write retired.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-import redis
 
 from lms_app.caching.local import LocalCopies
 from lms_app.caching.safe import breaker, cache_get
 from tests import servers
-from tests.conftest import make_app
+from tests.conftest import dispose, make_app
 from tests.test_catalog_api import API, make_school, new_course
-from tests.test_catalog_cache import catalog, dispose, titles
+from tests.test_catalog_cache import catalog, titles
 
 BREAKER_S = 0.3
 
 
 @pytest.fixture
-def private_redis() -> Iterator[tuple[str, redis.Redis]]:
-    url, proc = servers.start_private_redis()
-    try:
-        yield url, redis.Redis.from_url(url)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def refuse_writes(client: redis.Redis, refuse: bool) -> None:
-    # With no replica attached, a required replica makes every write fail at once.
-    client.config_set("min-replicas-to-write", 1 if refuse else 0)
-
-
-@pytest.fixture
-def two_processes(database_url, tmp_path, private_redis):
-    """A writer and a reader process of one deployment, without local copies."""
-    url, client = private_redis
-    options = {"cache_local_s": 0, "auth_local_cache_s": 0, "cache_breaker_s": BREAKER_S}
-    writer = make_app(database_url, url, tmp_path / "writer", **options)
-    reader = make_app(
-        database_url, url, tmp_path / "reader", writer.config["CACHE_KEY_PREFIX"], **options
-    )
-    yield writer, reader, client
-    refuse_writes(client, False)
-    dispose(writer, reader)
+def two_processes(database_url, redis_url, tmp_path):
+    """A writer and a reader process of one deployment, without local copies, and the
+    switch that makes Redis refuse their writes."""
+    with servers.redis_user(redis_url) as (url, refuse_writes):
+        options = {"cache_local_s": 0, "auth_local_cache_s": 0, "cache_breaker_s": BREAKER_S}
+        writer = make_app(database_url, url, tmp_path / "writer", **options)
+        reader = make_app(
+            database_url, url, tmp_path / "reader", writer.config["CACHE_KEY_PREFIX"], **options
+        )
+        yield writer, reader, refuse_writes
+        refuse_writes(False)
+        dispose(writer, reader)
 
 
 def test_a_failed_generation_bump_is_replayed(app, make_tenant, two_processes):
-    writer, reader, client = two_processes
+    writer, reader, refuse_writes = two_processes
     school = make_school(app, make_tenant())
     here, there = writer.test_client(), reader.test_client()
     owner, student = school.headers["instructor"], school.headers["student"]
     course = new_course(here, owner, is_published=True, title="Before")
     assert titles(catalog(there, student)) == ["Before"]  # now cached in Redis
 
-    refuse_writes(client, True)
+    refuse_writes(True)
     r = here.patch(f"{API}/courses/{course['id']}", json={"title": "After"}, headers=owner)
     assert r.status_code == 200  # the write itself never depends on the cache
     with writer.app_context():
@@ -68,7 +52,7 @@ def test_a_failed_generation_bump_is_replayed(app, make_tenant, two_processes):
     assert titles(catalog(here, student)) == ["After"]  # the writer never reads past it
     assert titles(catalog(there, student)) == ["Before"]  # others: until the replay
 
-    refuse_writes(client, False)
+    refuse_writes(False)
     time.sleep(BREAKER_S + 0.05)
     assert titles(catalog(here, student)) == ["After"]  # replays the INCR first
     with writer.app_context():
@@ -77,13 +61,13 @@ def test_a_failed_generation_bump_is_replayed(app, make_tenant, two_processes):
 
 
 def test_a_failed_auth_state_bump_is_replayed(app, make_tenant, two_processes):
-    writer, reader, client = two_processes
+    writer, reader, refuse_writes = two_processes
     school = make_school(app, make_tenant())
     here, there = writer.test_client(), reader.test_client()
     student = school.headers["student"]
     assert there.get(f"{API}/me", headers=student).status_code == 200  # state cached
 
-    refuse_writes(client, True)
+    refuse_writes(True)
     r = here.patch(
         f"{API}/users/{school.ids['student']}",
         json={"is_active": False},
@@ -92,7 +76,7 @@ def test_a_failed_auth_state_bump_is_replayed(app, make_tenant, two_processes):
     assert r.status_code == 200
     assert here.get(f"{API}/me", headers=student).status_code == 401  # at once here
 
-    refuse_writes(client, False)
+    refuse_writes(False)
     time.sleep(BREAKER_S + 0.05)
     assert here.get(f"{API}/me", headers=student).status_code == 401  # replays the INCR
     assert there.get(f"{API}/me", headers=student).status_code == 401

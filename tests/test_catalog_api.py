@@ -491,7 +491,8 @@ def test_patch_course(client, school, category):
     assert r.status_code == 200, r.get_json()
     body = r.get_json()
     assert {key: body[key] for key in changes} == changes
-    assert body["updated_at"] >= course["updated_at"]
+    # Strictly later: `>=` would pass with no bump at all.
+    assert datetime.fromisoformat(body["updated_at"]) > datetime.fromisoformat(course["updated_at"])
 
     r = client.patch(
         url, json={"category_id": None, "thumbnail_url": None}, headers=school.headers["admin"]

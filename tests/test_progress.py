@@ -8,6 +8,7 @@ and only an active enrollment may write.
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 import pytest
 from sqlalchemy import func, select, text
@@ -17,7 +18,7 @@ from lms_app.extensions import db
 from lms_app.learning.models import LessonProgress
 from lms_app.tenancy.context import tenant_scope
 from tests.conftest import add_user, admin_id, assert_error, headers_for, tenant_headers
-from tests.test_learning_api import enroll_row, make_course, progress_row
+from tests.test_learning_api import enroll_row, enrollment_status, make_course, progress_row
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,9 @@ def test_put_progress_semantics(app, client, tenant, learner):
     assert again["completed_at"] == completed_at and again["time_spent"] == 95
     lower = put(client, h, lesson, progress_percentage=10).get_json()
     assert lower["completed_at"] == completed_at and lower["progress_percentage"] == 100
-    assert lower["updated_at"] >= again["updated_at"]
+    # Every write is activity, even one that moves nothing (strictly later: `>=` would
+    # pass without a bump).
+    assert datetime.fromisoformat(lower["updated_at"]) > datetime.fromisoformat(again["updated_at"])
 
     # The first write at 100 completes at once.
     first = put(client, h, lessons[1], progress_percentage=100, time_spent=1).get_json()
@@ -363,7 +366,9 @@ def test_course_progress_access(app, client, tenant, instructor, learner):
     url = f"/api/v1/courses/{course_id}/progress"
 
     # Any enrollment status may read its own progress.
-    client.delete(f"/api/v1/courses/{course_id}/enrollments/{uid}", headers=h)
+    r = client.delete(f"/api/v1/courses/{course_id}/enrollments/{uid}", headers=h)
+    assert r.status_code == 204
+    assert enrollment_status(app, tenant, uid, course_id) == "dropped"
     assert client.get(url, headers=h).get_json()["completed_lessons"] == 1
 
     stranger = add_user(app, tenant, "student")

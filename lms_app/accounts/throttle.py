@@ -11,14 +11,14 @@ slow without locking the real owner out from elsewhere; and per client address
 (LOGIN_LIMIT_PER_ADDRESS), so one place cannot spray many accounts.
 
 A storage outage must not fail logins: the limits then count in this process's
-memory (still enforced, per worker) for a breaker period, and Redis is tried again.
+memory (still enforced, per worker) while the cache's breaker is open (one Redis,
+one breaker: lms_app.caching.safe), and Redis is tried again after it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import math
 import time
 from functools import cache
@@ -29,10 +29,9 @@ from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from lms_app.caching.keys import tenant_scope_key
+from lms_app.caching.safe import breaker
 from lms_app.errors import abort
 from lms_app.tenancy.context import require_tenant
-
-log = logging.getLogger(__name__)
 
 
 @cache
@@ -41,10 +40,7 @@ def _limit(spec: str) -> RateLimitItem:
 
 
 class Throttle:
-    def __init__(
-        self, storage_uri: str | None, key_prefix: str, timeout_s: float, breaker_s: float
-    ):
-        self.breaker_s = breaker_s
+    def __init__(self, storage_uri: str | None, key_prefix: str, timeout_s: float):
         self._memory = FixedWindowRateLimiter(MemoryStorage())
         self._shared = None
         if storage_uri:
@@ -55,18 +51,17 @@ class Throttle:
                 socket_connect_timeout=timeout_s,
             )
             self._shared = FixedWindowRateLimiter(storage)
-        self._shared_down_until = 0.0
 
     def hit(self, spec: str, *key: str) -> int | None:
         """Count one attempt against `spec` ("10/minute") for `key`; the seconds to wait
         when that goes over the limit, else None."""
         item = _limit(spec)
-        if self._shared is not None and time.monotonic() >= self._shared_down_until:
+        guard = breaker()
+        if self._shared is not None and not guard.is_open:
             try:
                 return self._count(self._shared, item, key)
             except Exception as exc:  # the storage, not the request, failed
-                log.warning("throttle_storage_error error=%s", type(exc).__name__)
-                self._shared_down_until = time.monotonic() + self.breaker_s
+                guard.trip("throttle", exc)
         return self._count(self._memory, item, key)
 
     @staticmethod
@@ -83,7 +78,6 @@ def init_app(app: Flask) -> None:
         settings.redis_url,
         app.config["LOGIN_THROTTLE_KEY_PREFIX"],
         timeout_s=settings.cache_timeout_ms / 1000,
-        breaker_s=settings.cache_breaker_s,
     )
 
 
