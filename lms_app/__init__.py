@@ -22,7 +22,7 @@ from lms_app.db.pool_health import install_idle_ping
 from lms_app.errors import register_error_handlers
 from lms_app.extensions import api, cache, db
 from lms_app.observability.logging import configure_logging
-from lms_app.web import converters
+from lms_app.web import bodies, converters
 from lms_app.web.json import ApiJSONProvider
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     # Location built from the Host header.
     app.url_map.merge_slashes = False
     converters.init_app(app)
+    bodies.init_app(app)
     db.init_app(app)
     cache.init_app(app)
     cache_safety.init_app(app, settings.cache_breaker_s)

@@ -7,11 +7,14 @@ route of API.md.
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from collections.abc import Iterator
 
 import pytest
 from flask import Flask
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo
@@ -195,6 +198,50 @@ def test_body_too_large_is_413_json(own_app, tenant):
         headers=tenant_headers(tenant),
     )
     assert r.status_code == 200
+
+
+class ReadOnlyBody:
+    """A request body as gunicorn hands a chunked one over: read() only, no length."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(size)
+
+
+def post_chunked(app: Flask, path: str, body: bytes, headers: dict[str, str]):
+    """POST `body` with Transfer-Encoding: chunked (the test client always sets a length)."""
+    environ = EnvironBuilder(
+        path, method="POST", content_type="application/json", headers=headers
+    ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ.update(
+        {
+            "HTTP_TRANSFER_ENCODING": "chunked",
+            "wsgi.input": ReadOnlyBody(body),
+            "wsgi.input_terminated": True,  # as gunicorn sets it
+        }
+    )
+    chunks, status, _headers = run_wsgi_app(app, environ)
+    return int(status.split()[0]), json.loads(b"".join(chunks))
+
+
+def test_a_chunked_body_over_the_limit_is_413(app, tenant, admin):
+    """Finding 11 of issue 8: Werkzeug stopped reading a chunked body at the limit
+    without an error, and the truncated JSON was answered 400."""
+    big = json.dumps({"email": "a@b.cd", "password": "p" * (app.config["MAX_CONTENT_LENGTH"])})
+    for path, headers in (
+        ("/api/v1/auth/token", tenant_headers(tenant)),
+        ("/api/v1/users/bulk", admin),
+        ("/platform/tenants", PLATFORM),
+    ):
+        status, body = post_chunked(app, path, big.encode(), headers)
+        assert (status, body["code"]) == (413, 413), (path, body)
+    # A chunked body under the limit is read as usual.
+    small = json.dumps({"email": f"admin@{tenant.slug}.test", "password": ADMIN_PASSWORD})
+    status, body = post_chunked(app, "/api/v1/auth/token", small.encode(), tenant_headers(tenant))
+    assert status == 200 and body["token_type"] == "bearer"
 
 
 def test_unexpected_exception_is_500_json_without_traceback(database_url, redis_url, tmp_path):
