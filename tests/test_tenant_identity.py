@@ -4,6 +4,7 @@ new school that no stale registry entry, token or cache key can reach (issue 8, 
 from __future__ import annotations
 
 import re
+import time
 
 from flask import Flask
 
@@ -33,15 +34,18 @@ def test_a_recreated_slug_is_out_of_reach_of_the_old_schools_tokens(app: Flask, 
     with another_process(app, tmp_path) as stale:
         worker = stale.test_client()
         old_token = login(worker, _tenant_of(stale, slug), f"old-head@{slug}.test", ADMIN_PASSWORD)
-        # The other worker now holds the old school in its registry and auth caches.
+        # The other worker now holds the old school in its registry and auth caches, and
+        # its (empty) catalog page in the shared cache.
         assert worker.get("/api/v1/users", headers=old_token).status_code == 200
+        assert worker.get("/api/v1/courses", headers=old_token).get_json()["items"] == []
+        time.sleep(stale.config["LMS_SETTINGS"].cache_local_s)  # its own copy expires
 
         drop_school(operator, slug)
         new = create_school(operator, slug, f"new-head@{slug}.test")
         assert new["created_at"] != old["created_at"]
 
         # Before the fix the stale worker answered 200 with the *new* school's users.
-        for path in ("/api/v1/users", "/api/v1/me", "/api/v1/courses"):
+        for path in ("/api/v1/courses", "/api/v1/users", "/api/v1/me"):
             r = worker.get(path, headers=old_token)
             assert r.status_code in (401, 404), (path, r.status_code, r.get_json())
             assert_error(r, r.status_code)

@@ -19,6 +19,7 @@ from lms_app.tenancy.provisioning import (
     drop_tenant,
     list_tenants,
 )
+from lms_app.tenancy.resolver import forget_dropped
 from lms_app.tenancy.upgrade import upgrade_all
 
 tenants_cli = AppGroup("tenants", help="Create, list and drop schools (tenants).")
@@ -69,10 +70,10 @@ def drop_command(slug: str, yes: bool) -> None:
     if not yes:
         raise click.ClickException("refusing to drop without --yes")
     try:
-        drop_tenant(db.engine, slug)
+        dropped = drop_tenant(db.engine, slug)
     except TenantNotFound:
         raise click.ClickException(f"no tenant {slug!r}") from None
-    _registry_forget(slug)
+    forget_dropped(dropped)
     click.echo(f"dropped tenant {slug}")
 
 

@@ -29,7 +29,7 @@ from lms_app.tenancy.provisioning import (
     update_tenant,
 )
 from lms_app.tenancy.registry import load_tenant
-from lms_app.tenancy.resolver import registry
+from lms_app.tenancy.resolver import forget_dropped, registry
 from lms_app.web.blueprint import Blueprint
 
 blp = Blueprint("platform", __name__, url_prefix="/platform", description="Tenant onboarding")
@@ -106,10 +106,10 @@ class TenantBySlug(MethodView):
         if args["confirm"] != slug:
             abort(422, "confirm must repeat the slug", {"confirm": ["must equal the slug"]})
         try:
-            drop_tenant(db.engine, slug)
+            dropped = drop_tenant(db.engine, slug)
         except TenantNotFound:
             abort(404, f"unknown tenant {slug!r}")
-        registry().invalidate(slug)
+        forget_dropped(dropped)
 
 
 def _as_dict(tenant) -> dict:

@@ -103,15 +103,17 @@ def create_tenant(engine: Engine, new: NewTenant) -> TenantInfo:
     return tenant_info_from_row(row)
 
 
-def drop_tenant(engine: Engine, slug: str) -> None:
+def drop_tenant(engine: Engine, slug: str) -> TenantInfo:
+    """Registry row and schema, in one transaction; returns what the school was."""
     with engine.begin() as conn:
-        schema = conn.execute(
-            delete(Tenant).where(Tenant.slug == slug).returning(Tenant.schema_name)
-        ).scalar_one_or_none()
-        if schema is None:
+        row = conn.execute(
+            delete(Tenant).where(Tenant.slug == slug).returning(*TENANT_INFO_COLUMNS)
+        ).first()
+        if row is None:
             raise TenantNotFound(slug)
-        conn.execute(DropSchema(schema, cascade=True, if_exists=True))
+        conn.execute(DropSchema(row.schema_name, cascade=True, if_exists=True))
     log.info("tenant dropped: %s", slug)
+    return tenant_info_from_row(row)
 
 
 def list_tenants(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, current_app, g, request
 from sqlalchemy.exc import ProgrammingError
 
+from lms_app.caching import generations
 from lms_app.errors import abort, error_response, unexpected_error_response
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo
@@ -63,6 +64,14 @@ def _schema_gone(exc: ProgrammingError):
     # Dropped, or dropped and created again under the same slug: either way the
     # school this request resolved is gone, and so is everything bound to it.
     return error_response(404, f"unknown tenant {tenant.slug!r}")
+
+
+def forget_dropped(tenant: TenantInfo) -> None:
+    """After a school is dropped: this process's registry entry, and the catalog
+    pages any process could still serve from the shared cache (the generation moves;
+    other processes' own copies last CACHE_LOCAL_SECONDS at most)."""
+    registry().invalidate(tenant.slug)
+    generations.bump(generations.CATALOG, tenant)
 
 
 def _before_request() -> None:
