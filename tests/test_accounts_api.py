@@ -51,9 +51,15 @@ def user_headers(client: FlaskClient, app: Flask, tenant: TenantInfo, role: str 
     return user_id, login(client, tenant, user_email(app, tenant, user_id))
 
 
-def token_request(client: FlaskClient, tenant: TenantInfo, email: str, password: str):
+def token_request(
+    client: FlaskClient, tenant: TenantInfo, email: str, password: str, address: str | None = None
+):
+    """POST /auth/token, from another client address if given."""
     return client.post(
-        TOKEN, json={"email": email, "password": password}, headers=tenant_headers(tenant)
+        TOKEN,
+        json={"email": email, "password": password},
+        headers=tenant_headers(tenant),
+        environ_base={"REMOTE_ADDR": address} if address else None,
     )
 
 
@@ -323,12 +329,7 @@ def test_login_limit_per_account(own_app, make_tenant):
     assert token_request(client, elsewhere, target, USER_PASSWORD).status_code == 200
     # The key is the account *and* the address: guesses from one place do not lock the
     # real owner out from another (finding 11 of issue 8).
-    r = client.post(
-        TOKEN,
-        json={"email": target, "password": USER_PASSWORD},
-        headers=tenant_headers(school),
-        environ_base={"REMOTE_ADDR": "10.20.30.41"},
-    )
+    r = token_request(client, school, target, USER_PASSWORD, address="10.20.30.41")
     assert r.status_code == 200, r.get_json()
 
 
@@ -366,12 +367,7 @@ def test_login_limit_per_address(own_app, make_tenant):
     assert_error(token_request(client, school, email, USER_PASSWORD), 429)
     assert_error(token_request(client, school, random_email("guess"), "wrong-password"), 429)
     # Another client address is not affected.
-    r = client.post(
-        TOKEN,
-        json={"email": email, "password": USER_PASSWORD},
-        headers=tenant_headers(school),
-        environ_base={"REMOTE_ADDR": "10.20.30.40"},
-    )
+    r = token_request(client, school, email, USER_PASSWORD, address="10.20.30.40")
     assert r.status_code == 200, r.get_json()
 
 
