@@ -59,7 +59,7 @@ def token_request(
         TOKEN,
         json={"email": email, "password": password},
         headers=tenant_headers(tenant),
-        environ_base={"REMOTE_ADDR": address} if address else None,
+        environ_base={"REMOTE_ADDR": address} if address else {},
     )
 
 
