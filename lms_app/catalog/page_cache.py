@@ -15,7 +15,7 @@ The body equals CatalogPageSchema's dump of `queries.catalog_page` (tested).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -105,8 +105,8 @@ def _page_key(
     category_id: int | None,
     difficulty_level: str | None,
 ) -> str:
-    # One key per instant, whatever UTC offset the cursor was written with.
-    cursor = f"{after[0].astimezone(UTC).isoformat()}/{after[1]}" if after else "-"
+    # Cursors arrive in UTC (lms_app.web.pagination): one key per instant.
+    cursor = f"{after[0].isoformat()}/{after[1]}" if after else "-"
     return f"v{PAGE_FORMAT}:{limit}:{cursor}:{category_id or '-'}:{difficulty_level or '-'}"
 
 

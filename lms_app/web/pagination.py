@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
@@ -40,6 +40,9 @@ def decode_cursor(cursor: str, kinds: Sequence[type]) -> tuple[Any, ...]:
                 value = datetime.fromisoformat(part)
                 if value.tzinfo is None:
                     raise ValueError
+                # One form per instant (cache keys, comparisons); an instant that UTC
+                # cannot hold (year 1 at +14:00) is no position in any list.
+                value = value.astimezone(UTC)
             elif kind is int:
                 if not isinstance(part, int) or isinstance(part, bool):
                     raise ValueError
@@ -52,7 +55,7 @@ def decode_cursor(cursor: str, kinds: Sequence[type]) -> tuple[Any, ...]:
                 value = part
             values.append(value)
         return tuple(values)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationError("invalid cursor", field_name="cursor") from None
 
 
