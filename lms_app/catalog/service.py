@@ -178,7 +178,9 @@ def create_lesson(course_id: int, data: dict[str, Any], user: AuthUser) -> dict[
 
 
 def update_lesson(lesson_id: int, data: dict[str, Any], user: AuthUser) -> dict[str, Any]:
-    course_id = _lock_lesson_course(lesson_id, user)
+    # The lesson is locked too: an update that waited for a concurrent delete then
+    # finds no row (404) instead of updating nothing.
+    course_id = _lock_lesson_course(lesson_id, user, lock_lesson=True)
     if data:
         row = db.session.execute(
             update(Lesson).where(Lesson.id == lesson_id).values(**data).returning(*LESSON_COLUMNS)

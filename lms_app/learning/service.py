@@ -7,12 +7,14 @@ goes down (GREATEST), time spent adds up, completed_at is set once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Row, SmallInteger, and_, func, literal, null, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 
 from lms_app.accounts.auth import AuthUser
 from lms_app.db.upsert import excluded, upsert
@@ -231,6 +233,23 @@ def drop_enrollment(user: AuthUser, course_id: int, user_id: int) -> None:
 
 # --- progress -------------------------------------------------------------------------
 
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+@contextmanager
+def _lesson_may_vanish() -> Iterator[None]:
+    """A lesson deleted while progress on it is written: the foreign key refuses the
+    row when the delete commits first. To the client that is the lesson not being
+    there (404), as if the delete had come a moment earlier."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if getattr(exc.orig, "pgcode", None) != FOREIGN_KEY_VIOLATION:
+            raise
+        db.session.rollback()
+        abort(404, NOT_FOUND_LESSON)
+
+
 
 def _progress_on_conflict() -> dict[str, Any]:
     """The one merge rule of lesson progress, shared by single and batch writes."""
@@ -313,7 +332,8 @@ def record_progress(
         )
         .returning(*_PROGRESS_COLUMNS)
     )
-    row = db.session.execute(stmt).first()
+    with _lesson_may_vanish():
+        row = db.session.execute(stmt).first()
     if row is not None:
         db.session.commit()
         return _progress_out(row)
@@ -356,13 +376,14 @@ def record_progress_batch(user: AuthUser, updates: Sequence[Mapping[str, Any]]) 
         }
         for item in updates
     ]
-    result = upsert(
-        db.session,
-        progress,
-        rows,
-        conflict=["user_id", "lesson_id"],
-        update=_progress_on_conflict(),
-    )
+    with _lesson_may_vanish():
+        result = upsert(
+            db.session,
+            progress,
+            rows,
+            conflict=["user_id", "lesson_id"],
+            update=_progress_on_conflict(),
+        )
     db.session.commit()
     return result.inserted + result.updated
 
