@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event, select, text
 
 from config.settings import Settings
 from lms_app import create_app
@@ -137,8 +140,6 @@ def unique_slug(prefix: str = "t") -> str:
 
 def any_schema_of(engine, slug: str) -> bool:
     """Is there a tenant schema (`t<id>_<slug>`, whatever the id) for `slug`?"""
-    from sqlalchemy import text
-
     with engine.connect() as conn:
         return bool(
             conn.execute(
@@ -186,8 +187,6 @@ class QueryCounter:
 def count_statements(app: Flask) -> Iterator[QueryCounter]:
     """SQL statements `app` sends inside the block, on every engine (reads of GET
     requests go to the read engine)."""
-    from sqlalchemy import event
-
     counter = QueryCounter()
 
     def on_execute(conn, cursor, statement, parameters, context, executemany):
@@ -208,6 +207,62 @@ def count_statements(app: Flask) -> Iterator[QueryCounter]:
 def count_queries(app: Flask) -> Callable[[], contextlib.AbstractContextManager[QueryCounter]]:
     """`with count_queries() as q: ...` then `q.count`: SQL statements sent meanwhile."""
     return functools.partial(count_statements, app)
+
+
+# --- staged races ------------------------------------------------------------------
+
+
+def waiting_on_a_lock(app) -> bool:
+    with app.app_context(), db.engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
+
+
+def staged_race(
+    app: Flask,
+    instance_path: Path,
+    holder: Callable[[Flask], Any],
+    contender: Callable[[Flask], Any],
+    pause_after: str = "FOR UPDATE",
+) -> tuple[Any, Any]:
+    """Two requests racing, staged: `holder(app)` runs in another worker and stops
+    after its first statement containing `pause_after` (inside its transaction);
+    `contender(app)` runs until it waits on a lock (seen in pg_stat_activity) or ends;
+    then the holder goes on. Returns both responses."""
+    paused, release = threading.Event(), threading.Event()
+
+    def pause(conn, cursor, statement, parameters, context, executemany):
+        if pause_after in statement and not release.is_set():
+            paused.set()
+            release.wait(20)
+
+    with another_process(app, instance_path) as other:
+        with other.app_context():
+            engines = list(db.engines.values())
+        for engine in engines:
+            event.listen(engine, "after_cursor_execute", pause)
+        answers: dict[str, object] = {}
+        first = threading.Thread(target=lambda: answers.update(holder=holder(other)))
+        first.start()
+        assert paused.wait(20), f"the holder never ran a statement with {pause_after!r}"
+        second = threading.Thread(target=lambda: answers.update(other=contender(app)))
+        second.start()
+        deadline = time.monotonic() + 20
+        while second.is_alive() and not waiting_on_a_lock(app):
+            assert time.monotonic() < deadline, "the contender neither waited nor ended"
+            time.sleep(0.02)
+        release.set()
+        first.join(20)
+        second.join(20)
+        for engine in engines:
+            event.remove(engine, "after_cursor_execute", pause)
+    return answers["holder"], answers["other"]
 
 
 # --- users and tokens ----------------------------------------------------------
@@ -249,8 +304,6 @@ def add_user(
 
 def headers_for(app: Flask, tenant: TenantInfo, user_id: int) -> dict[str, str]:
     """Tenant + bearer headers for a user without a password round trip (scrypt is slow)."""
-    from sqlalchemy import select
-
     from lms_app.accounts.auth import issue_token
     from lms_app.accounts.models import User
 
@@ -261,8 +314,6 @@ def headers_for(app: Flask, tenant: TenantInfo, user_id: int) -> dict[str, str]:
 
 
 def admin_id(app: Flask, tenant: TenantInfo) -> int:
-    from sqlalchemy import select
-
     from lms_app.accounts.models import User
 
     with app.app_context(), tenant_scope(tenant):

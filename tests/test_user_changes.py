@@ -21,7 +21,9 @@ from tests.conftest import (
     add_user,
     admin_id,
     assert_error,
+    headers_for,
     login,
+    staged_race,
     tenant_headers,
     user_email,
 )
@@ -132,3 +134,48 @@ def test_every_refused_login_pays_one_password_hash(app, client, school, monkeyp
         assert r.status_code == status, (email, r.get_json())
         assert len(checks) == 1, (email, checks)
         assert checks[0].startswith("scrypt")  # the same work every time
+
+
+@pytest.mark.parametrize("change", [{"role": "student"}, {"is_active": False}])
+def test_two_admins_demoting_each_other_leave_one_admin(app, make_tenant, tmp_path, change):
+    """Found by the review of issue 8: each admin demoted the other at the same moment
+    and the school was left with none, and no way back through the API."""
+    school = make_tenant()
+    first, second = admin_id(app, school), add_user(app, school, "admin")
+    one, other = headers_for(app, school, first), headers_for(app, school, second)
+
+    def demote(target: int, headers: dict):
+        return lambda worker: worker.test_client().patch(
+            f"/api/v1/users/{target}", json=change, headers=headers
+        )
+
+    held, waited = staged_race(
+        app, tmp_path, demote(second, one), demote(first, other), pause_after="UPDATE "
+    )
+    assert (held.status_code, waited.status_code) == (200, 409), waited.get_json()
+    assert_error(waited, 409)
+    with app.app_context(), tenant_scope(school):
+        admins = db.session.scalars(
+            select(User.id).where(User.role == "admin", User.is_active)
+        ).all()
+    assert admins == [first]
+
+
+def test_a_bulk_demotion_racing_a_patch_leaves_one_admin(app, make_tenant, tmp_path):
+    school = make_tenant()
+    first, second = admin_id(app, school), add_user(app, school, "admin")
+    one, other = headers_for(app, school, first), headers_for(app, school, second)
+    users = [bulk_item(user_email(app, school, second), "student")]
+
+    held, waited = staged_race(
+        app,
+        tmp_path,
+        lambda worker: worker.test_client().post(BULK, json={"users": users}, headers=one),
+        lambda worker: worker.test_client().patch(
+            f"/api/v1/users/{first}", json={"role": "instructor"}, headers=other
+        ),
+        pause_after="INSERT INTO",
+    )
+    assert held.get_json() == {"created": 0, "updated": 1}
+    assert_error(waited, 409)
+    assert role_of(app, school, first) == "admin"

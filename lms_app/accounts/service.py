@@ -7,7 +7,7 @@ rules whichever route a client takes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from lms_app.extensions import db
 _DUMMY_HASH = hash_password("not-a-real-password-0000")
 
 SELF_DEMOTION = "you cannot demote or deactivate your own account"
+LAST_ADMIN = "a school keeps at least one active admin"
 CURRENT_REQUIRED = "required to change your own password"
 CURRENT_WRONG = "does not match your current password"
 OWN_PASSWORD_IN_BULK = (
@@ -65,6 +66,26 @@ def check_change(actor: AuthUser, target_id: int, changes: Mapping[str, Any]) ->
         abort(409, SELF_DEMOTION)
 
 
+def _active_admins_locked() -> list[Any]:
+    """(id, email) of the school's active admins, locked until the transaction ends.
+
+    Whatever may demote or deactivate an admin takes these locks first (in id order:
+    no deadlock), so two admins demoting each other run one after the other, and the
+    second sees the first's change before it decides."""
+    return db.session.execute(
+        select(User.id, User.email)
+        .where(User.role == "admin", User.is_active)
+        .order_by(User.id)
+        .with_for_update()
+    ).all()
+
+
+def _keep_an_admin(leaving: Callable[[Any], bool]) -> None:
+    """409 unless an active admin remains once those `leaving` are demoted or gone."""
+    if all(leaving(admin) for admin in _active_admins_locked()):
+        abort(409, LAST_ADMIN)
+
+
 def create_user(data: dict[str, Any]) -> User:
     user = User(
         email=data["email"],
@@ -94,6 +115,9 @@ def bulk_upsert_users(actor: AuthUser, items: Sequence[Mapping[str, Any]]) -> Up
             check_change(actor, actor.id, {"role": item["role"]})
             if item.get("password"):
                 abort(409, OWN_PASSWORD_IN_BULK)
+    demoted = {item["email"] for item in items if item["role"] != "admin"}
+    if demoted:
+        _keep_an_admin(lambda admin: admin.email in demoted)
     rows = [
         {
             "email": item["email"],
@@ -153,6 +177,10 @@ def change_user(actor: AuthUser, user_id: int, changes: Mapping[str, Any]) -> Us
             abort(422, "invalid input; see errors", {"current_password": [CURRENT_REQUIRED]})
         if not verify_password(user.password_hash, current):
             abort(422, "invalid input; see errors", {"current_password": [CURRENT_WRONG]})
+    if user.role == "admin" and user.is_active and (
+        changes.get("role", "admin") != "admin" or changes.get("is_active") is False
+    ):
+        _keep_an_admin(lambda admin: admin.id == user_id)
     revoke = "password" in changes or changes.get("is_active", user.is_active) != user.is_active
     for field in ("name", "role", "is_active"):
         if field in changes:
