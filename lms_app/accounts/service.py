@@ -11,12 +11,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, tuple_
+from sqlalchemy import case, exists, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from lms_app.accounts.auth import AuthUser, forget_auth_state, forget_auth_states, issue_token
 from lms_app.accounts.models import User
 from lms_app.accounts.passwords import hash_password, verify_password
+from lms_app.db.arrays import array_param
 from lms_app.db.upsert import UpsertResult, excluded, upsert
 from lms_app.errors import abort
 from lms_app.extensions import db
@@ -80,6 +81,20 @@ def _active_admins_locked() -> list[Any]:
     ).all()
 
 
+def _admins_among(emails: list[str]) -> bool:
+    """Are any of `emails` active admins? (One statement, one array parameter.)"""
+    return db.session.scalar(
+        select(
+            exists().where(
+                User.role == "admin",
+                User.is_active,
+                User.email == func.any(array_param("emails", User.email.type)),
+            )
+        ),
+        {"emails": emails},
+    )
+
+
 def _keep_an_admin(leaving: Callable[[Any], bool]) -> None:
     """409 unless an active admin remains once those `leaving` are demoted or gone."""
     if all(leaving(admin) for admin in _active_admins_locked()):
@@ -115,9 +130,11 @@ def bulk_upsert_users(actor: AuthUser, items: Sequence[Mapping[str, Any]]) -> Up
             check_change(actor, actor.id, {"role": item["role"]})
             if item.get("password"):
                 abort(409, OWN_PASSWORD_IN_BULK)
-    demoted = {item["email"] for item in items if item["role"] != "admin"}
-    if demoted:
-        _keep_an_admin(lambda admin: admin.email in demoted)
+    demoted = [item["email"] for item in items if item["role"] != "admin"]
+    if demoted and _admins_among(demoted):
+        # Locks only when an admin is demoted: student imports keep running side by side.
+        listed = set(demoted)
+        _keep_an_admin(lambda admin: admin.email in listed)
     rows = [
         {
             "email": item["email"],
