@@ -353,6 +353,27 @@ def test_each_app_counts_its_own_logins(database_url, redis_url, tmp_path, make_
     dispose(first, second)
 
 
+def test_current_password_guesses_count_as_login_attempts(own_app, make_tenant):
+    """Found by the review of issue 8: with a user's token, PATCH /users/<own id> tested
+    unlimited guesses of their password through `current_password`."""
+    own_app.config["LOGIN_LIMIT_PER_ACCOUNT"] = "3/minute"
+    school = make_tenant(unique_slug("rl"))
+    client = own_app.test_client()
+    user_id, headers = user_headers(client, own_app, school)
+    url = f"/api/v1/users/{user_id}"
+    for attempt in range(2):  # the login above was the first attempt
+        body = {"password": NEW_PASSWORD, "current_password": f"guess-{attempt:06d}"}
+        assert (
+            "current_password"
+            in assert_error(client.patch(url, json=body, headers=headers), 422)["errors"]
+        )
+    body = {"password": NEW_PASSWORD, "current_password": USER_PASSWORD}
+    r = client.patch(url, json=body, headers=headers)
+    assert_error(r, 429)
+    assert int(r.headers["Retry-After"]) > 0
+    assert client.get("/api/v1/me", headers=headers).status_code == 200  # nothing changed
+
+
 def test_login_limit_per_address(own_app, make_tenant):
     own_app.config["LOGIN_LIMIT_PER_ACCOUNT"] = "1000/minute"
     own_app.config["LOGIN_LIMIT_PER_ADDRESS"] = "5/minute"

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from lms_app.accounts.auth import AuthUser, forget_auth_state, forget_auth_states, issue_token
 from lms_app.accounts.models import User
 from lms_app.accounts.passwords import hash_password, verify_password
+from lms_app.accounts.throttle import throttle_login
 from lms_app.db.arrays import array_param
 from lms_app.db.upsert import UpsertResult, excluded, upsert
 from lms_app.errors import abort
@@ -189,13 +190,18 @@ def change_user(actor: AuthUser, user_id: int, changes: Mapping[str, Any]) -> Us
     if user is None:
         abort(404, "no such user")
     if "password" in changes and actor.id == user_id:
+        # A guess of the current password is a login attempt: same limits, same keys,
+        # or a stolen token would be an unthrottled password oracle.
+        throttle_login(user.email)
         current = changes.get("current_password")
         if not current:
             abort(422, "invalid input; see errors", {"current_password": [CURRENT_REQUIRED]})
         if not verify_password(user.password_hash, current):
             abort(422, "invalid input; see errors", {"current_password": [CURRENT_WRONG]})
-    if user.role == "admin" and user.is_active and (
-        changes.get("role", "admin") != "admin" or changes.get("is_active") is False
+    if (
+        user.role == "admin"
+        and user.is_active
+        and (changes.get("role", "admin") != "admin" or changes.get("is_active") is False)
     ):
         _keep_an_admin(lambda admin: admin.id == user_id)
     revoke = "password" in changes or changes.get("is_active", user.is_active) != user.is_active

@@ -250,7 +250,6 @@ def _lesson_may_vanish() -> Iterator[None]:
         abort(404, NOT_FOUND_LESSON)
 
 
-
 def _progress_on_conflict() -> dict[str, Any]:
     """The one merge rule of lesson progress, shared by single and batch writes."""
     return {
