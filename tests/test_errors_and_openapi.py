@@ -130,16 +130,30 @@ def test_no_redirects_only_json(client, admin, path):
 
 
 def test_wrong_shape_json_is_422(client, tenant, admin):
-    for payload in ([1, 2], "a string", 42, None):
-        r = client.post("/api/v1/users", json=payload, headers=admin)
+    for payload in ("[1, 2]", '"a string"', "42", "null"):
+        r = client.post(
+            "/api/v1/users", data=payload, content_type="application/json", headers=admin
+        )
         assert_error(r, 422)
-    # A form body where JSON is expected: the required fields are missing.
-    r = client.post(
-        "/api/v1/auth/token",
-        data={"email": "a@b.cd", "password": "x" * 12},
-        headers=tenant_headers(tenant),
-    )
-    assert_error(r, 422)
+
+
+@pytest.mark.parametrize("method", ["post", "patch"])
+def test_a_body_that_is_not_json_is_refused(app, client, tenant, admin, method):
+    """Found by the review and the fuzzer (issue 8): a JSON text sent as a form (curl -d)
+    was ignored, so `PATCH {"is_active": false}` answered 200 and deactivated nobody;
+    a PATCH without a body answered 200 although the document requires one."""
+    user_id = add_user(app, tenant, "student")
+    path = "/api/v1/users" if method == "post" else f"/api/v1/users/{user_id}"
+    send = getattr(client, method)
+    for content_type in ("application/x-www-form-urlencoded", "text/plain"):
+        r = send(path, data='{"is_active": false}', content_type=content_type, headers=admin)
+        assert_error(r, 415)
+    r = send(path, data={"name": "Form"}, headers=admin)  # a real form
+    assert_error(r, 415)
+    assert_error(send(path, headers=admin), 400)
+    assert_error(send(path, data="  ", content_type="application/json", headers=admin), 400)
+    me = client.get(f"/api/v1/users/{user_id}", headers=admin).get_json()
+    assert me["is_active"] is True and me["name"] != "Form"
 
 
 def test_tenant_resolution_errors(client, tenant, admin):
