@@ -62,6 +62,9 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     # No redirects: `//` in a path is a 404, not a 308 with an HTML body and a
     # Location built from the Host header.
     app.url_map.merge_slashes = False
+    # No automatic OPTIONS answers (an empty text/html 200 on every route, past tenant
+    # and auth checks): lms_app serves no browser preflights; OPTIONS is a JSON 405.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     converters.init_app(app)
     bodies.init_app(app)
     db.init_app(app)
@@ -72,6 +75,10 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     api.register_converter(
         converters.IdConverter,
         lambda _c: {"type": "integer", "format": "int64", "minimum": 1},
+    )
+    api.register_converter(
+        converters.SlugConverter,
+        lambda _c: {"type": "string", "pattern": converters.SlugConverter.regex},
     )
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": BEARER_DOC}

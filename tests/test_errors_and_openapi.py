@@ -64,6 +64,32 @@ def test_unknown_route_is_404_json(client, tenant, admin):
     assert_error(client.get("/api/v1/users/99999999999999999999", headers=admin), 404)
 
 
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+@pytest.mark.parametrize("bad_id", ["0", "007", "9223372036854775808", "99999999999999999999"])
+def test_an_id_no_row_can_have_is_404_whatever_the_method(client, admin, method, bad_id):
+    """Found by the fuzzer (issue 8): `GET /lessons/0` answered 405 "Allow: PATCH,
+    DELETE" because Werkzeug counted the rules whose pattern matched before the id was
+    refused; the converter's pattern now holds the range itself."""
+    for path in (f"/api/v1/lessons/{bad_id}", f"/api/v1/courses/{bad_id}/enrollments"):
+        r = getattr(client, method)(path, headers=admin)
+        assert_error(r, 404)
+
+
+@pytest.mark.parametrize("slug", ["a%00b", "%00", "UPPER", "x" * 42, "a-b"])
+def test_a_platform_slug_that_cannot_exist_is_404(client, slug):
+    """Found by the review (issue 8): a NUL byte in the slug reached the query (500)."""
+    for method in ("get", "patch", "delete"):
+        r = getattr(client, method)(f"/platform/tenants/{slug}", json={}, headers=PLATFORM)
+        assert_error(r, 404)
+
+
+def test_options_is_a_json_405(client, admin):
+    """Flask answered OPTIONS on every route with an empty text/html 200."""
+    for path in ("/api/v1/me", "/api/v1/courses", "/platform/tenants", "/healthz"):
+        r = client.options(path, headers=admin)
+        assert_error(r, 405)
+
+
 def test_wrong_method_is_405_json(client, admin):
     r = client.delete("/api/v1/me", headers=admin)
     assert_error(r, 405)

@@ -83,7 +83,7 @@ class Tenants(MethodView):
         return tenant
 
 
-@blp.route("/tenants/<slug>")
+@blp.route("/tenants/<slug:slug>")
 class TenantBySlug(MethodView):
     @blp.response(200, TenantDetail)
     def get(self, slug):
