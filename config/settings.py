@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from limits import parse
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -70,6 +72,17 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
             f"{name} must be at least {MIN_SECRET_LENGTH} characters "
             '(for one: python -c "import secrets; print(secrets.token_urlsafe(32))")'
         )
+    return value
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A rate limit as `limits` reads it ("10/minute", "100 per hour"), checked now:
+    a bad one would otherwise fail every login at run time."""
+    value = (env.get(name) or default).strip()
+    try:
+        parse(value)
+    except ValueError:
+        raise SettingsError(f'{name} must be a rate such as "10/minute", got {value!r}') from None
     return value
 
 
@@ -214,8 +227,8 @@ class Settings:
             replica_max_lag_s=_float(env, "REPLICA_MAX_LAG_SECONDS", 5.0),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 2 * 1024 * 1024, 1024),
             log_level=(env.get("LOG_LEVEL") or "INFO").strip().upper(),
-            login_limit_per_account=(env.get("LOGIN_LIMIT_PER_ACCOUNT") or "10/minute").strip(),
-            login_limit_per_address=(env.get("LOGIN_LIMIT_PER_ADDRESS") or "60/minute").strip(),
+            login_limit_per_account=_rate(env, "LOGIN_LIMIT_PER_ACCOUNT", "10/minute"),
+            login_limit_per_address=_rate(env, "LOGIN_LIMIT_PER_ADDRESS", "60/minute"),
             proxy_hops=_int(env, "PROXY_HOPS", 0),
             auth_local_cache_s=_float(env, "AUTH_LOCAL_CACHE_SECONDS", 2.0),
             cache_catalog_pages=_bool(env, "CACHE_CATALOG_PAGES", True),

@@ -239,6 +239,15 @@ def test_short_secrets_are_refused(name: str, env: str) -> None:
     assert getattr(Settings.from_env({**base, name: "x" * 32}), name.lower()) == "x" * 32
 
 
+@pytest.mark.parametrize("name", ["LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_ADDRESS"])
+def test_login_limits_are_checked_at_start_up(name: str) -> None:
+    """Found by the review (issue 8): "ten a minute" started fine, then every login
+    was a 500."""
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: "ten a minute"})
+    assert getattr(Settings.from_env({name: "5 per hour"}), name.lower()) == "5 per hour"
+
+
 def test_missing_settings_are_fine_outside_production() -> None:
     for env in ("development", "test"):
         settings = Settings.from_env({"LMS_ENV": env})
