@@ -80,3 +80,37 @@ def _tenant_of(app: Flask, slug: str):
 
     with app.app_context():
         return load_tenant(db.engine, slug)
+
+
+def test_a_suspension_reaches_every_process_within_a_second(app: Flask, tmp_path) -> None:
+    """Found by the review of issue 8: other workers kept serving a suspended school's
+    tokens for up to TENANT_CACHE_TTL (30 s); the registry follows a shared generation."""
+    slug = unique_slug("susp")
+    operator = app.test_client()
+    create_school(operator, slug, f"head@{slug}.test")
+    with another_process(app, tmp_path) as other:
+        worker = other.test_client()
+        token = login(worker, _tenant_of(other, slug), f"head@{slug}.test", ADMIN_PASSWORD)
+        assert worker.get("/api/v1/me", headers=token).status_code == 200  # entry cached
+        assert other.config["TENANT_CACHE_TTL"] >= 30
+
+        r = operator.patch(
+            f"/platform/tenants/{slug}", json={"status": "suspended"}, headers=PLATFORM
+        )
+        assert r.status_code == 200
+        deadline = time.monotonic() + other.config["LMS_SETTINGS"].cache_local_s + 1.0
+        while (status := worker.get("/api/v1/me", headers=token).status_code) != 403:
+            assert status == 200
+            assert time.monotonic() < deadline, "the suspension never reached the worker"
+            time.sleep(0.05)
+
+        # A school created under a slug the worker had found unknown is there at once too.
+        fresh = unique_slug("late")
+        assert_error(worker.get("/api/v1/tenant", headers={"X-Tenant": fresh}), 404)
+        create_school(operator, fresh, f"head@{fresh}.test")
+        deadline = time.monotonic() + other.config["LMS_SETTINGS"].cache_local_s + 1.0
+        while worker.get("/api/v1/tenant", headers={"X-Tenant": fresh}).status_code != 200:
+            assert time.monotonic() < deadline, "the new school never reached the worker"
+            time.sleep(0.05)
+        drop_school(operator, fresh)
+    drop_school(operator, slug)

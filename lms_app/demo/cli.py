@@ -22,6 +22,7 @@ from lms_app.demo.seed import (
     student_email,
 )
 from lms_app.extensions import db
+from lms_app.tenancy.resolver import forget_tenant
 from lms_app.tenancy.slugs import InvalidSlug, validate_slug
 
 slug_option = click.option(
@@ -42,7 +43,7 @@ def _seed(slug: str, students: int, courses: int) -> SeedReport:
         raise click.BadParameter(str(exc), param_hint="--slug") from None
     report = seed_demo(db.engine, slug, students, courses, progress=True)
     if report.created_tenant:
-        current_app.extensions["lms_tenant_registry"].invalidate(slug)
+        forget_tenant(slug)
     if not report.already_seeded:
         # The seed writes courses straight to the tables: retire cached catalog pages.
         generations.bump(generations.CATALOG, report.tenant)

@@ -6,7 +6,7 @@ import sys
 import time
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 from tqdm import tqdm
 
@@ -19,14 +19,10 @@ from lms_app.tenancy.provisioning import (
     drop_tenant,
     list_tenants,
 )
-from lms_app.tenancy.resolver import forget_dropped
+from lms_app.tenancy.resolver import forget_dropped, forget_tenant
 from lms_app.tenancy.upgrade import upgrade_all
 
 tenants_cli = AppGroup("tenants", help="Create, list and drop schools (tenants).")
-
-
-def _registry_forget(slug: str) -> None:
-    current_app.extensions["lms_tenant_registry"].invalidate(slug)
 
 
 @tenants_cli.command("create")
@@ -48,7 +44,7 @@ def create_command(
         raise click.ClickException(f"tenant already exists: {exc}") from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    _registry_forget(slug)
+    forget_tenant(slug)
     elapsed = (time.perf_counter() - started) * 1000
     click.echo(f"created tenant {tenant.slug} (schema {tenant.schema_name}) in {elapsed:.0f} ms")
 

@@ -29,7 +29,7 @@ from lms_app.tenancy.provisioning import (
     update_tenant,
 )
 from lms_app.tenancy.registry import load_tenant
-from lms_app.tenancy.resolver import forget_dropped, registry
+from lms_app.tenancy.resolver import forget_dropped, forget_tenant
 from lms_app.web.blueprint import Blueprint
 
 blp = Blueprint("platform", __name__, url_prefix="/platform", description="Tenant onboarding")
@@ -79,7 +79,7 @@ class Tenants(MethodView):
             tenant = create_tenant(db.engine, new)
         except TenantExists:
             abort(409, f"tenant {data['slug']!r} already exists")
-        registry().invalidate(tenant.slug)
+        forget_tenant(tenant.slug)
         return tenant
 
 
@@ -97,7 +97,7 @@ class TenantBySlug(MethodView):
             tenant = update_tenant(db.engine, slug, changes)
         except TenantNotFound:
             abort(404, f"unknown tenant {slug!r}")
-        registry().invalidate(slug)
+        forget_tenant(slug)
         return tenant
 
     @blp.arguments(DropArgs, location="query")

@@ -9,7 +9,7 @@ from lms_app.caching import generations
 from lms_app.errors import abort, error_response, unexpected_error_response
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo
-from lms_app.tenancy.registry import TenantRegistry, load_tenant
+from lms_app.tenancy.registry import TenantRegistry, load_tenant, registry_changed
 from lms_app.tenancy.slugs import SLUG_PATTERN
 
 TENANT_URL_PREFIX = "/api/v1/"
@@ -66,11 +66,18 @@ def _schema_gone(exc: ProgrammingError):
     return error_response(404, f"unknown tenant {tenant.slug!r}")
 
 
+def forget_tenant(slug: str) -> None:
+    """After a change to a school's registry row commits (created, suspended,
+    renamed): this process forgets it at once, the others within a second."""
+    registry().invalidate(slug)
+    registry_changed()
+
+
 def forget_dropped(tenant: TenantInfo) -> None:
-    """After a school is dropped: this process's registry entry, and the catalog
-    pages any process could still serve from the shared cache (the generation moves;
-    other processes' own copies last CACHE_LOCAL_SECONDS at most)."""
-    registry().invalidate(tenant.slug)
+    """After a school is dropped: as `forget_tenant`, and the catalog pages any
+    process could still serve from the shared cache (the generation moves; other
+    processes' own copies last CACHE_LOCAL_SECONDS at most)."""
+    forget_tenant(tenant.slug)
     generations.bump(generations.CATALOG, tenant)
 
 
@@ -80,6 +87,9 @@ def _before_request() -> None:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["lms_tenant_registry"] = TenantRegistry(app.config["TENANT_CACHE_TTL"])
+    settings = app.config["LMS_SETTINGS"]
+    app.extensions["lms_tenant_registry"] = TenantRegistry(
+        app.config["TENANT_CACHE_TTL"], check_s=settings.cache_local_s
+    )
     app.before_request(_before_request)
     app.register_error_handler(ProgrammingError, _schema_gone)
