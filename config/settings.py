@@ -152,6 +152,10 @@ class Settings:
     proxy_hops: int = 0
     # Seconds a process may reuse a user's auth state before asking the shared cache.
     auth_local_cache_s: float = 2.0
+    # Seconds the shared cache keeps a user's auth state. Every change bumps its
+    # generation, so this only bounds what an invalidation lost with Redis (a restart
+    # from a snapshot, a failover, a writer that died owing its INCR) can keep alive.
+    auth_state_ttl_s: int = 60
     # Shared catalog pages cached per tenant (the per-user overlay is always live).
     cache_catalog_pages: bool = True
     # Seconds a process may serve its own copy of a shared cached value (a catalog
@@ -231,6 +235,7 @@ class Settings:
             login_limit_per_address=_rate(env, "LOGIN_LIMIT_PER_ADDRESS", "60/minute"),
             proxy_hops=_int(env, "PROXY_HOPS", 0),
             auth_local_cache_s=_float(env, "AUTH_LOCAL_CACHE_SECONDS", 2.0),
+            auth_state_ttl_s=_int(env, "AUTH_STATE_TTL_SECONDS", 60, 1),
             cache_catalog_pages=_bool(env, "CACHE_CATALOG_PAGES", True),
             cache_local_s=_float(env, "CACHE_LOCAL_SECONDS", 1.0),
             cache_timeout_ms=_int(env, "CACHE_TIMEOUT_MS", 200, 1),

@@ -34,7 +34,6 @@ from lms_app.errors import abort
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo, require_tenant
 
-AUTH_STATE_TTL_S = 300
 F = TypeVar("F", bound=Callable[..., Any])
 AuthState = tuple[str, bool, int]  # role, is_active, token_version
 
@@ -99,9 +98,8 @@ def load_auth_state(user_id: int) -> AuthState | None:
         ).first()
         return None if row is None else (row.role, row.is_active, row.token_version)
 
-    state = cached_read(
-        _namespace(user_id), "state", AUTH_STATE_TTL_S, read, copies=_local_states()
-    )
+    ttl = current_app.config["LMS_SETTINGS"].auth_state_ttl_s
+    state = cached_read(_namespace(user_id), "state", ttl, read, copies=_local_states())
     return None if state is None else tuple(state)  # type: ignore[return-value]
 
 
