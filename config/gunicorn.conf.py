@@ -8,6 +8,8 @@ connection state, so that is safe).
 
 import os
 
+from config import gunicorn_output
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
@@ -20,5 +22,9 @@ max_requests_jitter = 500
 accesslog = "-"
 # Path and status only: query strings can carry personal data.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+# gunicorn's own error log and error pages follow the same rules (no request lines
+# or query strings logged; JSON, not HTML): see config/gunicorn_output.py.
+logger_class = "config.gunicorn_output.RedactingLogger"
+gunicorn_output.install()
 # Connections are opened lazily after fork; nothing to share from the master.
 preload_app = False

@@ -107,7 +107,7 @@ def recreate_database(admin_url: str, name: str) -> str:
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -142,7 +142,7 @@ def start_private_redis() -> tuple[str, subprocess.Popen[bytes]]:
             "tests need Redis: set TEST_REDIS_URL, run one on 127.0.0.1:6379, "
             "or put redis-server on PATH"
         )
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
