@@ -22,7 +22,7 @@ from lms_app.db.pool_health import install_idle_ping
 from lms_app.errors import register_error_handlers
 from lms_app.extensions import api, cache, db
 from lms_app.observability.logging import configure_logging
-from lms_app.web import bodies, converters
+from lms_app.web import bodies, converters, openapi
 from lms_app.web.json import ApiJSONProvider
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     throttle.init_app(app)
     for module in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(module).blp)
+    openapi.complete(api)
     db_retry.init_app(app)
     tenancy_cli.init_app(app)
     demo_cli.init_app(app)

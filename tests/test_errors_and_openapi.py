@@ -455,3 +455,27 @@ def test_openapi_describes_bodies_and_ids(spec):
     # Passwords are write-only: never part of a response schema.
     user = _resolve(spec, "#/components/schemas/User")
     assert not {"password", "password_hash"} & set(user["properties"])
+
+
+def test_openapi_declares_every_status_and_the_tenant_header(spec):
+    """The fuzzer and the review of issue 8 found 401/403/404/409/413/429 declared
+    nowhere (a catch-all `default` only) and X-Tenant absent from every operation."""
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "default" not in responses, (method, path)
+            for code, response in responses.items():
+                assert response.get("description") or "$ref" in response, (method, path, code)
+            if path.startswith("/api/v1/"):
+                headers = [
+                    p["name"] for p in operation.get("parameters", []) if p["in"] == "header"
+                ]
+                assert headers == ["X-Tenant"], (method, path)
+                assert {"400", "403", "404", "503"} <= set(responses), (method, path)
+            if operation.get("security") != [] and path.startswith(("/api/v1/", "/platform/")):
+                assert "401" in responses, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "413", "415"} <= set(responses), (method, path)
+    assert {"401", "429"} <= set(spec["paths"]["/api/v1/auth/token"]["post"]["responses"])
+    assert "409" in spec["paths"]["/api/v1/users/{user_id}"]["patch"]["responses"]
+    assert "409" in spec["paths"]["/platform/tenants"]["post"]["responses"]

@@ -30,7 +30,6 @@ blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="Auth an
 @blp.route("/auth/token", methods=["POST"])
 @blp.arguments(TokenRequest)
 @blp.response(200, TokenResponse)
-@blp.alt_response(429, description="Too many login attempts (see Retry-After)")
 @blp.doc(security=[])
 def issue_token(data):
     throttle_login(data["email"])
