@@ -28,6 +28,9 @@ from lms_app.tenancy.resolver import registry
 from tests import servers
 
 ADMIN_PASSWORD = "admin-password-123"
+# The operators' key of every app make_app builds, and the headers that send it.
+PLATFORM_KEY = "test-platform-key"
+PLATFORM_HEADERS = {"Authorization": f"Bearer {PLATFORM_KEY}"}
 
 
 _RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8]
@@ -80,7 +83,7 @@ def make_app(
         database_url=database_url,
         redis_url=redis_url,
         secret_key="test-secret-key",
-        platform_api_key="test-platform-key",
+        platform_api_key=PLATFORM_KEY,
         # Tests log in far more often than a person; the limiter has its own test.
         login_limit_per_account="10000/minute",
         login_limit_per_address="10000/minute",
@@ -127,6 +130,14 @@ def another_process(app: Flask, instance_path: Path, **settings: Any) -> Iterato
 @pytest.fixture(scope="session")
 def app(database_url: str, redis_url: str, tmp_path_factory) -> Flask:
     return make_app(database_url, redis_url, tmp_path_factory.mktemp("instance"))
+
+
+@pytest.fixture
+def own_app(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Flask]:
+    """An app of the test's own (its own throttle counters, config it may change)."""
+    fresh = make_app(database_url, redis_url, tmp_path)
+    yield fresh
+    dispose(fresh)
 
 
 @pytest.fixture

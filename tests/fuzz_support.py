@@ -19,9 +19,8 @@ from hypothesis import strategies as st
 from werkzeug.exceptions import HTTPException
 
 from lms_app.tenancy.context import TenantInfo
-from tests.conftest import add_user, admin_id, headers_for, tenant_headers
+from tests.conftest import PLATFORM_KEY, add_user, admin_id, headers_for, tenant_headers
 
-PLATFORM_KEY = "test-platform-key"  # what conftest's make_app configures
 BIGINT_MAX = 2**63 - 1
 
 # Random cases per operation and caller (valid and invalid ones share the budget; the

@@ -10,7 +10,6 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -294,15 +293,6 @@ def test_role_change_applies_at_once(app, client, tenant, admin):
 
 
 # --- rate limits ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_app(database_url, redis_url, tmp_path) -> Iterator[Flask]:
-    """A separate app: its own RATELIMIT_KEY_PREFIX, so its counters start at zero."""
-    fresh = make_app(database_url, redis_url, tmp_path)
-    yield fresh
-    with fresh.app_context():
-        db.engine.dispose()
 
 
 def test_login_limit_per_account(own_app, make_tenant):

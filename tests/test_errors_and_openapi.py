@@ -20,6 +20,7 @@ from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo
 from tests.conftest import (
     ADMIN_PASSWORD,
+    PLATFORM_HEADERS,
     add_user,
     assert_error,
     login,
@@ -27,8 +28,6 @@ from tests.conftest import (
     tenant_headers,
     user_email,
 )
-
-PLATFORM = {"Authorization": "Bearer test-platform-key"}
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +40,6 @@ def admin(app, tenant) -> dict[str, str]:
     return login(app.test_client(), tenant, f"admin@{tenant.slug}.test", ADMIN_PASSWORD)
 
 
-@pytest.fixture
-def own_app(database_url, redis_url, tmp_path) -> Iterator[Flask]:
-    fresh = make_app(database_url, redis_url, tmp_path)
-    yield fresh
-    with fresh.app_context():
-        db.engine.dispose()
-
-
 # --- status codes and the error shape ------------------------------------------------------
 
 
@@ -57,7 +48,7 @@ def test_unknown_route_is_404_json(client, tenant, admin):
     assert_error(client.get("/api/v1/nope", headers=tenant_headers(tenant)), 404)
     assert_error(client.get("/api/v1/nope", headers=admin), 404)
     assert_error(client.post("/api/v1/users/1/nope", json={}, headers=admin), 404)
-    assert_error(client.get("/platform/nope", headers=PLATFORM), 404)
+    assert_error(client.get("/platform/nope", headers=PLATFORM_HEADERS), 404)
     # A path parameter that is not an id is no route either (not a 500).
     assert_error(client.get("/api/v1/users/abc", headers=admin), 404)
     assert_error(client.get("/api/v1/users/-1", headers=admin), 404)
@@ -79,7 +70,7 @@ def test_an_id_no_row_can_have_is_404_whatever_the_method(client, admin, method,
 def test_a_platform_slug_that_cannot_exist_is_404(client, slug):
     """Found by the review (issue 8): a NUL byte in the slug reached the query (500)."""
     for method in ("get", "patch", "delete"):
-        r = getattr(client, method)(f"/platform/tenants/{slug}", json={}, headers=PLATFORM)
+        r = getattr(client, method)(f"/platform/tenants/{slug}", json={}, headers=PLATFORM_HEADERS)
         assert_error(r, 404)
 
 
@@ -97,7 +88,7 @@ def test_wrong_method_is_405_json(client, admin):
     assert_error(client.put("/api/v1/users", json={}, headers=admin), 405)
     assert_error(client.get("/api/v1/auth/token", headers=admin), 405)
     assert_error(client.delete("/api/v1/users/bulk", headers=admin), 405)
-    assert_error(client.put("/platform/tenants", json={}, headers=PLATFORM), 405)
+    assert_error(client.put("/platform/tenants", json={}, headers=PLATFORM_HEADERS), 405)
     assert_error(client.post("/healthz"), 405)
 
 
@@ -112,7 +103,7 @@ def test_wrong_method_is_405_json(client, admin):
 )
 @pytest.mark.parametrize("payload", ["{not json", '{"email": "a@b.cd",}', "[1, 2", "\xff\xfe"])
 def test_malformed_json_is_400(client, tenant, admin, path, auth, payload):
-    headers = PLATFORM if auth is None else admin if auth else tenant_headers(tenant)
+    headers = PLATFORM_HEADERS if auth is None else admin if auth else tenant_headers(tenant)
     r = client.post(path, data=payload, content_type="application/json", headers=headers)
     body = assert_error(r, 400)
     assert "json" in body["message"].lower()
@@ -132,7 +123,7 @@ def test_malformed_json_is_400(client, tenant, admin, path, auth, payload):
 @pytest.mark.parametrize("path", ["/api/v1/auth/token", "/api/v1/users/bulk", "/platform/tenants"])
 def test_json_the_parser_cannot_take_is_400(client, tenant, admin, path, payload):
     """Finding 7 of issue 8: these were 500s, the first one on a route without login."""
-    headers = PLATFORM if path.startswith("/platform") else admin
+    headers = PLATFORM_HEADERS if path.startswith("/platform") else admin
     r = client.post(path, data=payload, content_type="application/json", headers=headers)
     assert assert_error(r, 400)["message"] == "malformed JSON body"
 
@@ -227,10 +218,10 @@ def test_body_too_large_is_413_json(own_app, tenant):
             "admin_email": "a@b.cd",
             "admin_password": "x" * 12,
         },
-        headers=PLATFORM,
+        headers=PLATFORM_HEADERS,
     )
     assert_error(r, 413)
-    assert client.get("/platform/tenants/big_one", headers=PLATFORM).status_code == 404
+    assert client.get("/platform/tenants/big_one", headers=PLATFORM_HEADERS).status_code == 404
     # A body under the limit is served as usual.
     r = client.post(
         "/api/v1/auth/token",
@@ -274,7 +265,7 @@ def test_a_chunked_body_over_the_limit_is_413(app, tenant, admin):
     for path, headers in (
         ("/api/v1/auth/token", tenant_headers(tenant)),
         ("/api/v1/users/bulk", admin),
-        ("/platform/tenants", PLATFORM),
+        ("/platform/tenants", PLATFORM_HEADERS),
     ):
         status, body = post_chunked(app, path, big.encode(), headers)
         assert (status, body["code"]) == (413, 413), (path, body)
@@ -316,8 +307,8 @@ def test_no_error_is_ever_html(app, client, tenant, admin):
         ("GET", "/api/v1/users?limit=1000", admin, None, 422),
         ("GET", "/api/v1/users?cursor=%%%", admin, None, 422),
         ("GET", "/platform/tenants", {}, None, 401),
-        ("GET", "/platform/tenants/unknown_school_xyz", PLATFORM, None, 404),
-        ("DELETE", f"/platform/tenants/{tenant.slug}", PLATFORM, None, 422),
+        ("GET", "/platform/tenants/unknown_school_xyz", PLATFORM_HEADERS, None, 404),
+        ("DELETE", f"/platform/tenants/{tenant.slug}", PLATFORM_HEADERS, None, 422),
         ("OPTIONS", "/api/v1/nope", tenant_headers(tenant), None, 404),
     ]
     for method, path, headers, body, code in cases:

@@ -23,15 +23,14 @@ from lms_app.tenancy.provisioning import TenantNotFound, drop_tenant
 from lms_app.tenancy.registry import load_tenant
 from tests.conftest import (
     ADMIN_PASSWORD,
+    PLATFORM_HEADERS,
+    PLATFORM_KEY,
     USER_PASSWORD,
     assert_error,
     login,
     tenant_headers,
     unique_slug,
 )
-
-KEY = "test-platform-key"
-PLATFORM = {"Authorization": f"Bearer {KEY}"}
 
 
 def schema_exists(app: Flask, schema: str) -> bool:
@@ -66,14 +65,16 @@ def onboard(app: Flask, client: FlaskClient) -> Iterator[Callable[..., dict]]:
 
     def factory(slug: str | None = None, **overrides) -> dict:
         slug = slug or unique_slug("pl")
-        r = client.post("/platform/tenants", json=create_body(slug, **overrides), headers=PLATFORM)
+        r = client.post(
+            "/platform/tenants", json=create_body(slug, **overrides), headers=PLATFORM_HEADERS
+        )
         assert r.status_code == 201, r.get_json()
         made.append(slug)
         return r.get_json()
 
     yield factory
     for slug in made:
-        r = client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM)
+        r = client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM_HEADERS)
         if r.status_code != 204:  # the test deleted it itself (404), or something broke
             with app.app_context(), contextlib.suppress(TenantNotFound):
                 drop_tenant(db.engine, slug)
@@ -95,12 +96,12 @@ def existing(make_tenant) -> TenantInfo:
         "Bearer",
         "Bearer ",
         "Bearer wrong-key",
-        f"Bearer {KEY[:-1]}z",  # differs only in the last character
-        f"Bearer {KEY[:-1]}",  # a prefix of the key
-        f"Bearer {KEY}x",  # the key plus one character
-        f"Bearer {KEY.upper()}",
-        f"Basic {KEY}",
-        KEY,
+        f"Bearer {PLATFORM_KEY[:-1]}z",  # differs only in the last character
+        f"Bearer {PLATFORM_KEY[:-1]}",  # a prefix of the key
+        f"Bearer {PLATFORM_KEY}x",  # the key plus one character
+        f"Bearer {PLATFORM_KEY.upper()}",
+        f"Basic {PLATFORM_KEY}",
+        PLATFORM_KEY,
     ],
 )
 def test_platform_key_required(client, existing, authorization):
@@ -117,9 +118,9 @@ def test_platform_key_required(client, existing, authorization):
     for method, path, body in calls:
         assert_error(client.open(path, method=method, json=body, headers=headers), 401)
     # Nothing happened: no tenant made, the existing one untouched.
-    r = client.get(f"/platform/tenants/{existing.slug}", headers=PLATFORM)
+    r = client.get(f"/platform/tenants/{existing.slug}", headers=PLATFORM_HEADERS)
     assert r.status_code == 200 and r.get_json()["status"] == "active"
-    assert_error(client.get(f"/platform/tenants/{slug}", headers=PLATFORM), 404)
+    assert_error(client.get(f"/platform/tenants/{slug}", headers=PLATFORM_HEADERS), 404)
 
 
 def test_tenant_admin_token_is_not_a_platform_key(client, make_tenant):
@@ -162,9 +163,9 @@ def test_create_duplicate_tenant_is_409(app, client, onboard):
     slug = unique_slug("pl")
     onboard(slug)
     again = create_body(slug, name="Impostor", admin_email=f"other@{slug}.example")
-    assert_error(client.post("/platform/tenants", json=again, headers=PLATFORM), 409)
+    assert_error(client.post("/platform/tenants", json=again, headers=PLATFORM_HEADERS), 409)
     # The original is intact.
-    r = client.get(f"/platform/tenants/{slug}", headers=PLATFORM)
+    r = client.get(f"/platform/tenants/{slug}", headers=PLATFORM_HEADERS)
     assert r.get_json()["name"] == f"School {slug}"
     assert r.get_json()["counts"]["users"] == 1
     login(client, tenant_info(app, slug), f"head@{slug}.example", ADMIN_PASSWORD)
@@ -193,7 +194,9 @@ def test_create_duplicate_tenant_is_409(app, client, onboard):
 def test_create_tenant_validation_is_422(app, client, overrides, field):
     slug = unique_slug("bad")
     body = {**create_body(slug), **overrides}
-    errors = assert_error(client.post("/platform/tenants", json=body, headers=PLATFORM), 422)
+    errors = assert_error(
+        client.post("/platform/tenants", json=body, headers=PLATFORM_HEADERS), 422
+    )
     assert field in errors["errors"], errors
     # Nothing half-made: no registry row, no schema.
     if body["slug"] == slug:
@@ -205,7 +208,9 @@ def test_create_tenant_validation_is_422(app, client, overrides, field):
 def test_create_tenant_missing_field_is_422(client, missing):
     body = create_body(unique_slug("bad"))
     del body[missing]
-    errors = assert_error(client.post("/platform/tenants", json=body, headers=PLATFORM), 422)
+    errors = assert_error(
+        client.post("/platform/tenants", json=body, headers=PLATFORM_HEADERS), 422
+    )
     assert missing in errors["errors"]
 
 
@@ -220,7 +225,7 @@ def test_list_tenants_pagination(client, onboard):
     cursor = None
     for _ in range(1000):
         url = "/platform/tenants?limit=2" + (f"&cursor={cursor}" if cursor else "")
-        r = client.get(url, headers=PLATFORM)
+        r = client.get(url, headers=PLATFORM_HEADERS)
         assert r.status_code == 200, r.get_json()
         body = r.get_json()
         assert len(body["items"]) <= 2
@@ -239,19 +244,21 @@ def test_list_tenants_pagination(client, onboard):
     assert item["status"] == "active"
 
     # Starting after one of mine continues right after it.
-    r = client.get(f"/platform/tenants?limit=3&cursor={mine[0]}", headers=PLATFORM).get_json()
+    r = client.get(
+        f"/platform/tenants?limit=3&cursor={mine[0]}", headers=PLATFORM_HEADERS
+    ).get_json()
     assert [t["slug"] for t in r["items"]] == mine[1:4]
 
     # Default page size, and the limits.
-    assert len(client.get("/platform/tenants", headers=PLATFORM).get_json()["items"]) <= 20
+    assert len(client.get("/platform/tenants", headers=PLATFORM_HEADERS).get_json()["items"]) <= 20
     for query in ("limit=0", "limit=101", "limit=x", f"cursor={'z' * 42}"):
-        assert_error(client.get(f"/platform/tenants?{query}", headers=PLATFORM), 422)
+        assert_error(client.get(f"/platform/tenants?{query}", headers=PLATFORM_HEADERS), 422)
 
 
 def test_get_tenant_with_counts(app, client, onboard):
     slug = unique_slug("pl")
     onboard(slug, name="Counting School")
-    r = client.get(f"/platform/tenants/{slug}", headers=PLATFORM)
+    r = client.get(f"/platform/tenants/{slug}", headers=PLATFORM_HEADERS)
     assert r.status_code == 200
     body = r.get_json()
     assert body["slug"] == slug and body["name"] == "Counting School"
@@ -274,17 +281,19 @@ def test_get_tenant_with_counts(app, client, onboard):
         )
         db.session.commit()
 
-    r = client.get(f"/platform/tenants/{slug}", headers=PLATFORM)
+    r = client.get(f"/platform/tenants/{slug}", headers=PLATFORM_HEADERS)
     assert r.get_json()["counts"] == {"users": 6, "courses": 3, "enrollments": 8}
 
 
 def test_unknown_tenant_is_404(client):
     slug = unique_slug("ghost")
-    assert_error(client.get(f"/platform/tenants/{slug}", headers=PLATFORM), 404)
+    assert_error(client.get(f"/platform/tenants/{slug}", headers=PLATFORM_HEADERS), 404)
     assert_error(
-        client.patch(f"/platform/tenants/{slug}", json={"name": "X"}, headers=PLATFORM), 404
+        client.patch(f"/platform/tenants/{slug}", json={"name": "X"}, headers=PLATFORM_HEADERS), 404
     )
-    assert_error(client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM), 404)
+    assert_error(
+        client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM_HEADERS), 404
+    )
 
 
 # --- PATCH /platform/tenants/<slug> --------------------------------------------------------
@@ -297,11 +306,13 @@ def test_suspend_and_reactivate(app, client, onboard):
     email = f"head@{slug}.example"
     headers = login(client, info, email, ADMIN_PASSWORD)
 
-    r = client.patch(f"/platform/tenants/{slug}", json={"status": "suspended"}, headers=PLATFORM)
-    assert r.status_code == 200 and r.get_json()["status"] == "suspended"
-    assert client.get(f"/platform/tenants/{slug}", headers=PLATFORM).get_json()["status"] == (
-        "suspended"
+    r = client.patch(
+        f"/platform/tenants/{slug}", json={"status": "suspended"}, headers=PLATFORM_HEADERS
     )
+    assert r.status_code == 200 and r.get_json()["status"] == "suspended"
+    assert client.get(f"/platform/tenants/{slug}", headers=PLATFORM_HEADERS).get_json()[
+        "status"
+    ] == ("suspended")
     # Every tenant route is refused, with a token or without, login included.
     assert_error(client.get("/api/v1/me", headers=headers), 403)
     assert_error(client.get("/api/v1/users", headers=headers), 403)
@@ -313,7 +324,9 @@ def test_suspend_and_reactivate(app, client, onboard):
     )
     assert_error(r, 403)
 
-    r = client.patch(f"/platform/tenants/{slug}", json={"status": "active"}, headers=PLATFORM)
+    r = client.patch(
+        f"/platform/tenants/{slug}", json={"status": "active"}, headers=PLATFORM_HEADERS
+    )
     assert r.status_code == 200 and r.get_json()["status"] == "active"
     assert client.get("/api/v1/me", headers=headers).status_code == 200
     login(client, info, email, ADMIN_PASSWORD)
@@ -322,10 +335,12 @@ def test_suspend_and_reactivate(app, client, onboard):
 def test_patch_name_and_validation(app, client, onboard):
     slug = unique_slug("pl")
     onboard(slug)
-    r = client.patch(f"/platform/tenants/{slug}", json={"name": "Renamed"}, headers=PLATFORM)
+    r = client.patch(
+        f"/platform/tenants/{slug}", json={"name": "Renamed"}, headers=PLATFORM_HEADERS
+    )
     assert r.status_code == 200
     assert r.get_json()["name"] == "Renamed" and r.get_json()["status"] == "active"
-    assert client.get(f"/platform/tenants/{slug}", headers=PLATFORM).get_json()["name"] == (
+    assert client.get(f"/platform/tenants/{slug}", headers=PLATFORM_HEADERS).get_json()["name"] == (
         "Renamed"
     )
     r = client.get("/api/v1/tenant", headers=tenant_headers(tenant_info(app, slug)))
@@ -338,9 +353,9 @@ def test_patch_name_and_validation(app, client, onboard):
         ({"name": "n" * 121}, "name"),
         ({"slug": "other"}, "slug"),
     ):
-        r = client.patch(f"/platform/tenants/{slug}", json=change, headers=PLATFORM)
+        r = client.patch(f"/platform/tenants/{slug}", json=change, headers=PLATFORM_HEADERS)
         assert field in assert_error(r, 422)["errors"], change
-    body = client.get(f"/platform/tenants/{slug}", headers=PLATFORM).get_json()
+    body = client.get(f"/platform/tenants/{slug}", headers=PLATFORM_HEADERS).get_json()
     assert body["name"] == "Renamed" and body["status"] == "active" and body["slug"] == slug
 
 
@@ -355,19 +370,19 @@ def test_delete_tenant(app, client, onboard):
     headers = login(client, info, email, ADMIN_PASSWORD)
 
     for query in ("", "?confirm=", f"?confirm={slug}x", f"?confirm={slug.upper()}", "?confirm=a"):
-        r = client.delete(f"/platform/tenants/{slug}{query}", headers=PLATFORM)
+        r = client.delete(f"/platform/tenants/{slug}{query}", headers=PLATFORM_HEADERS)
         assert_error(r, 422)
     # Nothing was dropped.
     assert schema_exists(app, info.schema_name)
-    assert client.get(f"/platform/tenants/{slug}", headers=PLATFORM).status_code == 200
+    assert client.get(f"/platform/tenants/{slug}", headers=PLATFORM_HEADERS).status_code == 200
     assert client.get("/api/v1/me", headers=headers).status_code == 200
 
-    r = client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM)
+    r = client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM_HEADERS)
     assert r.status_code == 204
     assert r.get_data() == b""
     assert not schema_exists(app, info.schema_name)
     assert tenant_info(app, slug) is None
-    assert_error(client.get(f"/platform/tenants/{slug}", headers=PLATFORM), 404)
+    assert_error(client.get(f"/platform/tenants/{slug}", headers=PLATFORM_HEADERS), 404)
     assert_error(client.get("/api/v1/me", headers=headers), 404)
     r = client.post(
         "/api/v1/auth/token",
@@ -375,8 +390,10 @@ def test_delete_tenant(app, client, onboard):
         headers=tenant_headers(info),
     )
     assert_error(r, 404)
-    assert_error(client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM), 404)
-    r = client.get(f"/platform/tenants?limit=1&cursor={slug[:-1]}", headers=PLATFORM)
+    assert_error(
+        client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM_HEADERS), 404
+    )
+    r = client.get(f"/platform/tenants?limit=1&cursor={slug[:-1]}", headers=PLATFORM_HEADERS)
     assert slug not in {t["slug"] for t in r.get_json()["items"]}
 
 
@@ -385,7 +402,7 @@ def test_slug_can_be_reused_after_delete(app, client, onboard):
     onboard(slug)
     old_info = tenant_info(app, slug)
     old_token = login(client, old_info, f"head@{slug}.example", ADMIN_PASSWORD)
-    r = client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM)
+    r = client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM_HEADERS)
     assert r.status_code == 204
 
     onboard(slug, admin_email=f"new@{slug}.example", admin_password=USER_PASSWORD)

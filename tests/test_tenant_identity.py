@@ -8,22 +8,29 @@ import time
 
 from flask import Flask
 
-from tests.conftest import ADMIN_PASSWORD, another_process, assert_error, login, unique_slug
-
-PLATFORM = {"Authorization": "Bearer test-platform-key"}
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    PLATFORM_HEADERS,
+    another_process,
+    assert_error,
+    login,
+    unique_slug,
+)
 
 
 def create_school(client, slug: str, admin_email: str) -> dict:
     body = {"slug": slug, "name": "Gamma", "admin_email": admin_email}
     r = client.post(
-        "/platform/tenants", json={**body, "admin_password": ADMIN_PASSWORD}, headers=PLATFORM
+        "/platform/tenants",
+        json={**body, "admin_password": ADMIN_PASSWORD},
+        headers=PLATFORM_HEADERS,
     )
     assert r.status_code == 201, r.get_json()
     return r.get_json()
 
 
 def drop_school(client, slug: str) -> None:
-    r = client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM)
+    r = client.delete(f"/platform/tenants/{slug}?confirm={slug}", headers=PLATFORM_HEADERS)
     assert r.status_code == 204
 
 
@@ -95,7 +102,7 @@ def test_a_suspension_reaches_every_process_within_a_second(app: Flask, tmp_path
         assert other.config["TENANT_CACHE_TTL"] >= 30
 
         r = operator.patch(
-            f"/platform/tenants/{slug}", json={"status": "suspended"}, headers=PLATFORM
+            f"/platform/tenants/{slug}", json={"status": "suspended"}, headers=PLATFORM_HEADERS
         )
         assert r.status_code == 200
         deadline = time.monotonic() + other.config["LMS_SETTINGS"].cache_local_s + 1.0
