@@ -86,10 +86,7 @@ def _http_error(exc: HTTPException) -> Response:
         message = "malformed JSON body"
     if code != 422:
         errors = None  # API.md: `errors` on 422 only, absent otherwise
-    try:
-        response = jsonify(error_body(code, message, errors))
-    except (TypeError, ValueError):  # never an error about the error body
-        response = jsonify(error_body(code))
+    response = jsonify(error_body(code, message, errors))
     response.status_code = code
     for name, value in exc.get_headers():
         if name.lower() not in {"content-type", "content-length"}:

@@ -94,7 +94,8 @@ def test_the_shared_auth_state_lives_auth_state_ttl_seconds(app, make_tenant, re
     tenant = make_tenant()
     student = add_user(app, tenant, "student")
     here = app.test_client()
-    assert here.get("/api/v1/me", headers=login(here, tenant, user_email(app, tenant, student)))
+    headers = login(here, tenant, user_email(app, tenant, student))
+    assert here.get("/api/v1/me", headers=headers).status_code == 200
     key = app.config["CACHE_KEY_PREFIX"] + tenant_key(tenant, f"auth.{student}") + ":g0:state"
     ttl = redis.Redis.from_url(redis_url).ttl(key)
     assert 0 < ttl <= app.config["LMS_SETTINGS"].auth_state_ttl_s == 60

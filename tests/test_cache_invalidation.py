@@ -96,8 +96,21 @@ def test_a_copy_read_before_a_forget_is_refused():
 
 def test_a_copy_expires_counted_from_its_read():
     copies = LocalCopies(ttl_s=0.2, max_entries=10)
-    copies.put("g", "k", "v", epoch=0, read_at=time.monotonic() - 0.25)  # a slow load
+    copies.put("g", "k", "v", epoch=copies.epoch("g"), read_at=time.monotonic() - 0.25)
     assert copies.get("g", "k") is None
+
+
+def test_forgotten_groups_are_bounded():
+    """Found by the review of issue 8: every user whose auth state changed left an
+    epoch behind for good. Past max_entries the copies start over, refusing every value
+    read before (nothing read before a forget is ever stored after it)."""
+    copies = LocalCopies(ttl_s=60, max_entries=100)
+    early = copies.epoch("user.0"), time.monotonic()
+    for user in range(10_000):
+        copies.forget(f"user.{user}")
+    assert len(copies._epochs) <= 100
+    copies.put("user.0", "state", "old", epoch=early[0], read_at=early[1])
+    assert copies.get("user.0", "state") is None
 
 
 def test_the_writer_bumps_before_it_forgets(app, client, make_tenant):

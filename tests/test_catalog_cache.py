@@ -19,7 +19,7 @@ from lms_app.extensions import cache
 from lms_app.tenancy.context import tenant_scope
 from lms_app.web.pagination import encode_cursor
 from tests import servers
-from tests.conftest import count_statements, dispose, login, make_app, user_email
+from tests.conftest import another_process, count_statements, dispose, login, make_app, user_email
 from tests.test_catalog_api import (
     API,
     insert_courses,
@@ -264,3 +264,29 @@ def test_in_process_cache_without_redis(make_tenant, database_url, tmp_path):
     with local.app_context():
         assert not breaker().is_open
     dispose(local)
+
+
+def test_a_page_read_from_redis_is_kept_as_a_process_copy(app, client, school, tmp_path):
+    """Found by the review of issue 8: the reachability guard refused pages that came
+    from Redis too, so every catalog GET of every other worker cost a Redis round trip."""
+    insert_courses(app, school.tenant, 3)
+    student = school.headers["student"]
+    catalog(client, student)  # this process reads the page from the database, fills Redis
+    with another_process(app, tmp_path, cache_local_s=30) as other:
+        with other.app_context():
+            backend = cache.cache
+            calls: list[tuple] = []
+            real = backend.get_many
+
+            def counting_get_many(*keys):
+                calls.append(keys)
+                return real(*keys)
+
+            backend.get_many = counting_get_many
+        there = other.test_client()
+        catalog(there, student)  # from Redis
+        read_from_redis = len(calls)
+        assert read_from_redis >= 1
+        for _ in range(3):
+            catalog(there, student)
+        assert len(calls) == read_from_redis  # the process copy served the rest

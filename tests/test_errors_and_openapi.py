@@ -269,6 +269,12 @@ def test_a_chunked_body_over_the_limit_is_413(app, tenant, admin):
     ):
         status, body = post_chunked(app, path, big.encode(), headers)
         assert (status, body["code"]) == (413, 413), (path, body)
+    # Exactly at the limit is not over it (chunked or not).
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    exact = json.dumps({"email": "a@b.cd", "password": "x"})
+    exact = exact[:-2] + " " * (limit - len(exact)) + exact[-2:]
+    status, body = post_chunked(app, "/api/v1/auth/token", exact.encode(), tenant_headers(tenant))
+    assert len(exact) == limit and status == 422, body  # read, and refused on its fields
     # A chunked body under the limit is read as usual.
     small = json.dumps({"email": f"admin@{tenant.slug}.test", "password": ADMIN_PASSWORD})
     status, body = post_chunked(app, "/api/v1/auth/token", small.encode(), tenant_headers(tenant))

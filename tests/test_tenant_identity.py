@@ -4,10 +4,13 @@ new school that no stale registry entry, token or cache key can reach (issue 8, 
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 from flask import Flask
+from sqlalchemy import event
 
+from lms_app.extensions import db
 from tests.conftest import (
     ADMIN_PASSWORD,
     PLATFORM_HEADERS,
@@ -120,4 +123,45 @@ def test_a_suspension_reaches_every_process_within_a_second(app: Flask, tmp_path
             assert time.monotonic() < deadline, "the new school never reached the worker"
             time.sleep(0.05)
         drop_school(operator, fresh)
+    drop_school(operator, slug)
+
+
+def test_a_registry_read_that_raced_a_change_is_not_kept(app: Flask, tmp_path) -> None:
+    """Found by the review of issue 8: under threaded workers, a thread that read the
+    registry row before a suspension stored it after another thread had followed the
+    change, and the suspended school answered 200 there for TENANT_CACHE_TTL."""
+    slug = unique_slug("race")
+    operator = app.test_client()
+    create_school(operator, slug, f"head@{slug}.test")
+    read_done, go_on = threading.Event(), threading.Event()
+
+    def pause_after_registry_read(conn, cursor, statement, parameters, context, executemany):
+        if "public.tenants" in statement and threading.current_thread().name == "slow":
+            read_done.set()
+            go_on.wait(10)
+
+    with another_process(app, tmp_path, cache_local_s=0) as other:
+        registry = other.extensions["lms_tenant_registry"]
+        with other.app_context():
+            event.listen(db.engine, "after_cursor_execute", pause_after_registry_read)
+
+        def slow_lookup() -> None:
+            with other.app_context():
+                registry.get(db.engine, slug)
+
+        slow = threading.Thread(target=slow_lookup, name="slow")
+        slow.start()
+        assert read_done.wait(10)
+        r = operator.patch(
+            f"/platform/tenants/{slug}", json={"status": "suspended"}, headers=PLATFORM_HEADERS
+        )
+        assert r.status_code == 200
+        worker = other.test_client()
+        assert worker.get("/api/v1/tenant", headers={"X-Tenant": slug}).status_code == 403
+        go_on.set()
+        slow.join(10)
+        with other.app_context():
+            event.remove(db.engine, "after_cursor_execute", pause_after_registry_read)
+        for _ in range(3):
+            assert worker.get("/api/v1/tenant", headers={"X-Tenant": slug}).status_code == 403
     drop_school(operator, slug)

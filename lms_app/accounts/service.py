@@ -125,6 +125,17 @@ def bulk_upsert_users(actor: AuthUser, items: Sequence[Mapping[str, Any]]) -> Up
     no password change without the current password (which bulk does not carry).
     A password set here revokes that user's tokens, as PATCH does.
     """
+    # Hashed before the first statement: scrypt is slow on purpose (up to 100 of them
+    # here), and no transaction, let alone the admins' row locks, may wait on it.
+    rows = [
+        {
+            "email": item["email"],
+            "name": item["name"],
+            "role": item["role"],
+            "password_hash": hash_password(item["password"]) if item.get("password") else None,
+        }
+        for item in items
+    ]
     own_email = db.session.scalar(select(User.email).where(User.id == actor.id))
     for item in items:
         if item["email"] == own_email:
@@ -136,15 +147,6 @@ def bulk_upsert_users(actor: AuthUser, items: Sequence[Mapping[str, Any]]) -> Up
         # Locks only when an admin is demoted: student imports keep running side by side.
         listed = set(demoted)
         _keep_an_admin(lambda admin: admin.email in listed)
-    rows = [
-        {
-            "email": item["email"],
-            "name": item["name"],
-            "role": item["role"],
-            "password_hash": hash_password(item["password"]) if item.get("password") else None,
-        }
-        for item in items
-    ]
     table = User.__table__
     new_hash = excluded(table, "password_hash")
     result = upsert(

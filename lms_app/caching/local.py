@@ -34,10 +34,14 @@ class LocalCopies:
         self.max_entries = max_entries
         self._groups: dict[str, dict[str, tuple[float, Any]]] = {}
         self._epochs: dict[str, int] = {}
+        # Per-user groups (auth state) would make `_epochs` grow with every user ever
+        # changed; past `max_entries` groups it starts over under a new era, which
+        # refuses every value read before (as a forget of every group would).
+        self._era = 0
         self._size = 0
 
-    def epoch(self, group: str) -> int:
-        return self._epochs.get(group, 0)
+    def epoch(self, group: str) -> tuple[int, int]:
+        return self._era, self._epochs.get(group, 0)
 
     def get(self, group: str, key: str) -> Any | None:
         entry = self._groups.get(group, {}).get(key)
@@ -45,8 +49,10 @@ class LocalCopies:
             return None
         return entry[1]
 
-    def put(self, group: str, key: str, value: Any, *, epoch: int, read_at: float) -> None:
-        if self.ttl_s <= 0 or self._epochs.get(group, 0) != epoch:
+    def put(
+        self, group: str, key: str, value: Any, *, epoch: tuple[int, int], read_at: float
+    ) -> None:
+        if self.ttl_s <= 0 or self.epoch(group) != epoch:
             return
         if self._size >= self.max_entries:
             # Crude but bounded; entries live seconds anyway.
@@ -78,6 +84,11 @@ class LocalCopies:
     def forget(self, group: str, key: str | None = None) -> None:
         """Forget one entry, or the whole group when `key` is None; either way, values
         of the group read before this call are no longer accepted by `put()`."""
+        if len(self._epochs) >= self.max_entries:
+            self._era += 1
+            self._epochs.clear()
+            self._groups.clear()
+            self._size = 0
         self._epochs[group] = self._epochs.get(group, 0) + 1
         if key is None:
             self._size -= len(self._groups.pop(group, {}))

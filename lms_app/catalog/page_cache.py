@@ -63,11 +63,15 @@ def catalog_json(
     # On a miss the page is read together with this user's overlay (one statement);
     # on a hit only the overlay is read.
     fresh_overlay: dict[int, tuple[bool, int]] = {}
-    shareable = False
+    # A page found in the cache was stored only because it was shareable; a page this
+    # request loads says so itself.
+    shareable = True
 
     def load() -> RenderedPage:
         nonlocal shareable
-        items, next_cursor, reachable = queries.catalog_rows(**filters, user_id=user_id)
+        items, next_cursor, reachable = queries.catalog_rows(
+            **filters, user_id=user_id, probe_cursor=True
+        )
         for item in items:
             fresh_overlay[item["id"]] = (item.pop("is_enrolled"), item.pop("completed"))
         # Only pages a client reaches by following next_cursor are stored: any other

@@ -178,12 +178,13 @@ def _listed(course: Any, by_category: bool, by_difficulty: bool) -> list[ColumnE
 
 @functools.cache
 def _catalog_statement(
-    by_category: bool, by_difficulty: bool, after: bool, with_overlay: bool
+    by_category: bool, by_difficulty: bool, after: bool, with_overlay: bool, probe: bool
 ) -> Select[Any]:
     """The page query for one combination of filters, built once: per request only
     the bound values change, which keeps statement building and SQLAlchemy's cache
     lookup off the hot path. `with_overlay` adds the user's two columns, so a page
-    read from the database costs one statement with or without them."""
+    read from the database costs one statement with or without them; `probe`, the
+    cursor's reachability (for the page cache only)."""
     overlay = _overlay_columns(Course.id, UNPUBLISHED_LESSON_IDS) if with_overlay else ()
     stmt = (
         select(*CATALOG_COLUMNS, UNPUBLISHED_LESSON_IDS.label("unpublished_lesson_ids"), *overlay)
@@ -197,6 +198,7 @@ def _catalog_statement(
             bindparam("after_id", type_=BigInteger),
         )
         stmt = stmt.where(tuple_(Course.created_at, Course.id) < after_key)
+    if after and probe:
         # Whether the cursor is a position a client reaches by following next_cursor:
         # the key of a course these filters list (a primary-key probe). Only such
         # pages are worth caching (lms_app.catalog.page_cache).
@@ -230,13 +232,15 @@ def catalog_rows(
     category_id: int | None = None,
     difficulty_level: str | None = None,
     user_id: int | None = None,
+    probe_cursor: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None, bool]:
     """One keyset page of the catalog: one statement.
 
     Each item also carries `unpublished_lesson_ids` (not part of the API) and, when
-    `user_id` is given, that user's `is_enrolled` and `completed`. The third value
-    says whether `after` is the key of a course the page's filters list (True
-    without `after`; False when that cannot be told from an empty page).
+    `user_id` is given, that user's `is_enrolled` and `completed`. With
+    `probe_cursor`, the third value says whether `after` is the key of a course the
+    page's filters list (True without `after`; False when an empty page cannot tell,
+    or without `probe_cursor`).
     """
     params: dict[str, Any] = {"fetch": limit + 1}
     if user_id is not None:
@@ -248,13 +252,17 @@ def catalog_rows(
     if after is not None:
         params["after_created_at"], params["after_id"] = after
     stmt = _catalog_statement(
-        category_id is not None, difficulty_level is not None, bool(after), user_id is not None
+        category_id is not None,
+        difficulty_level is not None,
+        bool(after),
+        user_id is not None,
+        probe_cursor,
     )
     rows = _read(stmt, params).all()
     page_rows, next_cursor = page(rows, limit, lambda row: (row.created_at, row.id))
     items = [row._asdict() for row in page_rows]
     reachable = after is None
-    for item in items if after is not None else ():
+    for item in items if after is not None and probe_cursor else ():
         reachable = item.pop("cursor_reachable")
     return items, next_cursor, reachable
 

@@ -69,6 +69,9 @@ class TenantRegistry:
         self._lock = threading.Lock()
         self._generation: object = None
         self._next_check = 0.0
+        # Moved by every invalidation: a row read before one is not stored after it
+        # (another thread of a threaded worker may clear while this one reads).
+        self._epoch = 0
 
     def get(self, engine: Engine, slug: str) -> TenantInfo | None:
         now = time.monotonic()
@@ -78,9 +81,12 @@ class TenantRegistry:
         entry = self._entries.get(slug)
         if entry is not None and entry[0] > now:
             return entry[1]
+        epoch = self._epoch
         tenant = load_tenant(engine, slug)
         ttl = self.ttl_s if tenant is not None else self.miss_ttl_s
         with self._lock:
+            if epoch != self._epoch:
+                return tenant  # read before a change: serve it once, keep nothing
             self._entries[slug] = (now + ttl, tenant)
             self._entries.move_to_end(slug)
             while len(self._entries) > self.max_entries:
@@ -95,6 +101,7 @@ class TenantRegistry:
 
     def invalidate(self, slug: str | None = None) -> None:
         with self._lock:
+            self._epoch += 1
             if slug is None:
                 self._entries.clear()
             else:

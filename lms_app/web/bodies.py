@@ -17,7 +17,11 @@ def _refuse_oversized_chunked_body() -> None:
     limit = request.max_content_length
     if limit is None or "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
         return
-    if len(request.get_data(cache=True)) >= limit:
+    if len(request.get_data(cache=True)) < limit:
+        return
+    # Exactly `limit` bytes were read: the body is too large only if more follow (the
+    # limited stream cannot tell, so the server's own stream is asked for one byte).
+    if request.environ["wsgi.input"].read(1):
         abort(413, f"the request body is larger than {limit} bytes")
 
 
