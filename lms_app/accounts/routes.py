@@ -83,18 +83,12 @@ def _get_user_or_404(user_id: int) -> User:
     return user
 
 
-def _self_or_admin(user_id: int) -> None:
-    me = current_user()
-    if not me.is_admin and me.id != user_id:
-        abort(403, "admins only, or your own account")
-
-
 @blp.route("/users/<id:user_id>")
 class UserById(MethodView):
     @auth_required()
     @blp.response(200, UserSchema)
     def get(self, user_id):
-        _self_or_admin(user_id)
+        service.check_change(current_user(), user_id, {})  # reading: self or admin
         return _get_user_or_404(user_id)
 
     @auth_required()
