@@ -107,6 +107,8 @@ class CacheTTL:
     user_progress: int = 60
     lesson_content: int = 3600
     analytics: int = 900
+    search: int = 300
+    categories: int = 3600
 
 
 @dataclass(frozen=True)
@@ -150,17 +152,15 @@ class Settings:
     login_limit_per_address: str = "60/minute"
     # Reverse proxies in front of the app whose X-Forwarded-For we trust (Heroku: 1).
     proxy_hops: int = 0
-    # Seconds a process may reuse a user's auth state before asking the shared cache.
-    auth_local_cache_s: float = 2.0
-    # Seconds the shared cache keeps a user's auth state. Every change bumps its
-    # generation, so this only bounds what an invalidation lost with Redis (a restart
-    # from a snapshot, a failover, a writer that died owing its INCR) can keep alive.
+    # Seconds a user's auth state is kept (shared cache and process copies). Every
+    # change moves the school's auth generation in PostgreSQL, so this bounds memory,
+    # not staleness (that is cache_local_s).
     auth_state_ttl_s: int = 60
     # Shared catalog pages cached per tenant (the per-user overlay is always live).
     cache_catalog_pages: bool = True
-    # Seconds a process may serve its own copy of a shared cached value (a catalog
-    # page) before asking the cache for its generation again: a write made in this
-    # process shows at once, one made in another process within this time.
+    # Seconds a process uses its snapshot of a school's cache generations before
+    # reading them from PostgreSQL again: a write made in this process shows at
+    # once, one made in another process within this time (even with Redis down).
     cache_local_s: float = 1.0
     # A cache call slower than this fails; after a failure the cache is skipped for
     # cache_breaker_s (reads go to the database), then tried again.
@@ -234,7 +234,6 @@ class Settings:
             login_limit_per_account=_rate(env, "LOGIN_LIMIT_PER_ACCOUNT", "10/minute"),
             login_limit_per_address=_rate(env, "LOGIN_LIMIT_PER_ADDRESS", "60/minute"),
             proxy_hops=_int(env, "PROXY_HOPS", 0),
-            auth_local_cache_s=_float(env, "AUTH_LOCAL_CACHE_SECONDS", 2.0),
             auth_state_ttl_s=_int(env, "AUTH_STATE_TTL_SECONDS", 60, 1),
             cache_catalog_pages=_bool(env, "CACHE_CATALOG_PAGES", True),
             cache_local_s=_float(env, "CACHE_LOCAL_SECONDS", 1.0),

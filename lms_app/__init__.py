@@ -12,8 +12,10 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config.settings import Settings, SettingsError
+from lms_app.caching import generations as cache_generations
 from lms_app.caching import local as cache_local
 from lms_app.caching import safe as cache_safety
+from lms_app.caching import stats as cache_stats
 from lms_app.db import retry as db_retry
 from lms_app.db import session as db_session
 from lms_app.db.engines import READ_BIND, engine_options, read_engine_options
@@ -70,7 +72,9 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     db.init_app(app)
     cache.init_app(app)
     cache_safety.init_app(app, settings.cache_breaker_s)
-    cache_local.init_app(app, settings.cache_local_s)
+    cache_local.init_app(app)
+    cache_generations.init_app(app, settings.cache_local_s)
+    cache_stats.init_app(app)
     api.init_app(app, spec_kwargs=SPEC_KWARGS)
     api.register_converter(
         converters.IdConverter,
@@ -146,7 +150,6 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "TENANT_BASE_DOMAIN": settings.server_name,
         "TENANT_CACHE_TTL": settings.tenant_cache_ttl_s,
         "PLATFORM_API_KEY": settings.platform_api_key,
-        "AUTH_LOCAL_CACHE_SECONDS": settings.auth_local_cache_s,
         "CACHE_KEY_PREFIX": "lms:",
         "LOGIN_THROTTLE_KEY_PREFIX": "lms-rl",
         "LOGIN_LIMIT_PER_ACCOUNT": settings.login_limit_per_account,

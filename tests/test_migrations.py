@@ -93,7 +93,13 @@ SECONDARY_INDEXES["ix_lessons_unpublished"] = (
     "INDEX ix_lessons_unpublished ON S.lessons USING btree (course_id) WHERE (NOT is_published)"
 )
 
-ALL_INDEXES = {**CONSTRAINT_INDEXES, **SECONDARY_INDEXES}
+# Revision 0004: the cache generation counters' table (not there at 0001).
+GENERATION_INDEXES = {
+    "pk_cache_generations": "UNIQUE INDEX pk_cache_generations ON S.cache_generations "
+    "USING btree (namespace)"
+}
+
+ALL_INDEXES = {**CONSTRAINT_INDEXES, **SECONDARY_INDEXES, **GENERATION_INDEXES}
 
 
 # --- catalog helpers -------------------------------------------------------------------
@@ -332,7 +338,7 @@ def test_public_registry_matches_its_model(app: Flask) -> None:
 def test_new_tenant_is_at_head(app: Flask, make_tenant) -> None:
     tenant = make_tenant()
     with app.app_context():
-        assert revision_of(db.engine, tenant.schema_name) == tenant_head() == "0003"
+        assert revision_of(db.engine, tenant.schema_name) == tenant_head() == "0004"
         pending, _total = pending_tenants(db.engine)
     assert tenant.slug not in [slug for slug, _schema in pending]
 

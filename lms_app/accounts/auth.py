@@ -6,35 +6,39 @@ other school, including a later school under a deleted one's slug, and verifying
 costs no query. Each token carries the user's `token_version`; bumping it (password
 change, (re)activation) revokes every earlier token.
 
-The user's role, active flag and token version are cached under a per-user
-generation (lms_app.caching.generations): every change to them bumps it after its
-commit, so a request that read the row before the change can only store its copy
-under the dead generation. A plain delete could not stop that late fill from
-bringing the old state back for the entry's whole TTL.
+The user's role, active flag and token version are cached under the tenant's `auth`
+generation (lms_app.caching.generations): every change to them moves it in the
+changing transaction, so a request that read the row before the change can only
+store its copy under the dead generation, and every process stops using the old
+state within CACHE_LOCAL_SECONDS even if the shared cache was unreachable. Such
+changes are rare (an admin's edit, an import), so one counter per school is enough.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from lms_app.accounts.models import User
 from lms_app.caching import generations
 from lms_app.caching.keys import tenant_scope_key
-from lms_app.caching.local import LocalCopies
 from lms_app.caching.reads import cached_read
 from lms_app.errors import abort
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo, require_tenant
 
 F = TypeVar("F", bound=Callable[..., Any])
+AUTH_STATE = select(User.role, User.is_active, User.token_version).where(
+    User.id == bindparam("user_id")
+)
 AuthState = tuple[str, bool, int]  # role, is_active, token_version
 
 
@@ -73,43 +77,65 @@ def issue_token(user_id: int, token_version: int) -> tuple[str, int]:
     return token_serializer(require_tenant()).dumps({"u": user_id, "v": token_version}), ttl
 
 
-def _namespace(user_id: int) -> str:
-    return f"auth.{user_id}"
-
-
-def _local_states() -> LocalCopies:
-    return current_app.extensions["lms_auth_states"]
-
-
-def init_app(app: Flask) -> None:
-    # Per-process copies: a revocation made by another process reaches this one
-    # within AUTH_LOCAL_CACHE_SECONDS (the process making it forgets at once).
-    app.extensions["lms_auth_states"] = LocalCopies(
-        app.config["AUTH_LOCAL_CACHE_SECONDS"], max_entries=50_000
-    )
-
-
 def load_auth_state(user_id: int) -> AuthState | None:
     """(role, is_active, token_version) of a user: process copy, shared cache, one query."""
 
     def read() -> AuthState | None:
-        row = db.session.execute(
-            select(User.role, User.is_active, User.token_version).where(User.id == user_id)
-        ).first()
+        row = db.session.execute(AUTH_STATE, {"user_id": user_id}).first()
         return None if row is None else (row.role, row.is_active, row.token_version)
 
     ttl = current_app.config["LMS_SETTINGS"].auth_state_ttl_s
-    state = cached_read(_namespace(user_id), "state", ttl, read, copies=_local_states())
+    state = cached_read(generations.AUTH, f"u{user_id}", ttl, read, claim=False)
     return None if state is None else tuple(state)  # type: ignore[return-value]
 
 
-def forget_auth_states(user_ids: Iterable[int]) -> None:
-    """Call after committing a change to users' role, activity or token version."""
-    generations.bump_many(map(_namespace, user_ids), copies=_local_states())
+class VerifiedTokens:
+    """Tokens whose signature this process checked, with their claims and expiry.
+
+    A signature check (HMAC, base64, JSON) is most of what auth costs a request, and
+    a learner sends the same token all session. The key names the tenant as well as
+    the token, so a token is only ever accepted by the school that signed it.
+    Revocation is unaffected: it is the token version in the auth state, read for
+    every request.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._claims: dict[tuple[str, str], tuple[int, int, float]] = {}
+
+    def get(self, scope: str, token: str) -> tuple[int, int] | None:
+        found = self._claims.get((scope, token))
+        if found is None or found[2] <= time.time():
+            return None
+        return found[0], found[1]
+
+    def put(self, scope: str, token: str, claims: tuple[int, int], expires_at: float) -> None:
+        if len(self._claims) >= self.max_entries:
+            self._claims.clear()  # crude but bounded; a miss costs one signature check
+        self._claims[(scope, token)] = (*claims, expires_at)
 
 
-def forget_auth_state(user_id: int) -> None:
-    forget_auth_states([user_id])
+def verified_claims(tenant: TenantInfo, token: str) -> tuple[int, int] | None:
+    """(user id, token version) of a token `tenant` signed and that has not expired."""
+    tokens: VerifiedTokens = current_app.extensions["lms_verified_tokens"]
+    scope = f"{tenant_scope_key(tenant)}:{tenant.slug}"
+    claims = tokens.get(scope, token)
+    if claims is not None:
+        return claims
+    ttl = current_app.config["LMS_SETTINGS"].token_ttl_s
+    try:
+        payload, signed_at = token_serializer(tenant).loads(
+            token, max_age=ttl, return_timestamp=True
+        )
+        claims = int(payload["u"]), int(payload["v"])
+    except (BadSignature, KeyError, TypeError, ValueError):
+        return None
+    tokens.put(scope, token, claims, signed_at.timestamp() + ttl)
+    return claims
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["lms_verified_tokens"] = VerifiedTokens()
 
 
 def authenticate() -> AuthUser:
@@ -120,12 +146,10 @@ def authenticate() -> AuthUser:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         abort(401, "missing bearer token")
-    ttl = current_app.config["LMS_SETTINGS"].token_ttl_s
-    try:
-        claims = token_serializer(require_tenant()).loads(token.strip(), max_age=ttl)
-        user_id, version = int(claims["u"]), int(claims["v"])
-    except (BadSignature, KeyError, TypeError, ValueError):
+    claims = verified_claims(require_tenant(), token.strip())
+    if claims is None:
         abort(401, "invalid or expired token")
+    user_id, version = claims
     state = load_auth_state(user_id)
     if state is None or not state[1] or state[2] != version:
         abort(401, "invalid or expired token")

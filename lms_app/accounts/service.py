@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import case, exists, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
-from lms_app.accounts.auth import AuthUser, forget_auth_state, forget_auth_states, issue_token
+from lms_app.accounts.auth import AuthUser, issue_token
 from lms_app.accounts.models import User
 from lms_app.accounts.passwords import hash_password, verify_password
 from lms_app.accounts.throttle import throttle_login
+from lms_app.caching import generations
 from lms_app.db.arrays import array_param
 from lms_app.db.upsert import UpsertResult, excluded, upsert
 from lms_app.errors import abort
@@ -165,9 +166,11 @@ def bulk_upsert_users(actor: AuthUser, items: Sequence[Mapping[str, Any]]) -> Up
         },
         returning=[table.c.id],
     )
+    if any(not row.inserted for row in result.rows):
+        # Roles, token versions and names may have moved: no cached auth state, and
+        # no course detail naming an instructor, may keep the old.
+        generations.bump(generations.AUTH, generations.COURSE)
     db.session.commit()
-    # Roles and token versions may have moved: no cached auth state may keep the old.
-    forget_auth_states(row.id for row in result.rows if not row.inserted)
     return result
 
 
@@ -214,6 +217,9 @@ def change_user(actor: AuthUser, user_id: int, changes: Mapping[str, Any]) -> Us
         user.password_hash = hash_password(changes["password"])
     if revoke:
         user.token_version = User.token_version + 1
+    retired = [generations.AUTH]
+    if "name" in changes:
+        retired.append(generations.COURSE)  # course details name their instructor
+    generations.bump(*retired)
     db.session.commit()
-    forget_auth_state(user.id)
     return user

@@ -1,15 +1,19 @@
-"""Per-process copies of shared cache entries, kept for a couple of seconds.
+"""Per-process copies of shared cache entries.
 
 They save the shared-cache round trip on the hottest reads (auth state, catalog
-pages). The price is bounded staleness across processes: a change made by another
-process reaches this one within `ttl_s`; the process making the change forgets its
-own copies at once. Nothing per-user that changes with learning (progress,
-enrolments) is ever kept here.
+pages, course details). Every key carries its namespace's generation, which this
+process re-reads from PostgreSQL at least every CACHE_LOCAL_SECONDS
+(lms_app.caching.generations): a copy stops being asked for as soon as a write moves
+its generation, so a copy can live as long as the shared entry's TTL. Nothing
+per-user that changes with learning (progress, enrolments) is ever kept here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,87 +21,67 @@ from flask import Flask, current_app
 
 T = TypeVar("T")
 
+# Entries kept per process (least recently used first out): a school's hot course
+# details, pages and users' auth states; a few tens of MB at most.
+DEFAULT_MAX_ENTRIES = 20_000
+
 
 class LocalCopies:
-    """Entries grouped (one group per generation counter or per kind) so a whole
-    group can be forgotten in O(1).
+    """A bounded LRU of values with a per-entry expiry (thread-safe)."""
 
-    A reader takes the group's `epoch()` and the time *before* it reads the shared
-    cache or the database, and hands both to `put()`: a value read before a
-    `forget()` of its group (another thread's write, under threaded workers) is then
-    refused instead of outliving the write, and a copy never lives longer than
-    `ttl_s` counted from when it was read.
-    """
-
-    def __init__(self, ttl_s: float, max_entries: int) -> None:
-        self.ttl_s = ttl_s
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._groups: dict[str, dict[str, tuple[float, Any]]] = {}
-        self._epochs: dict[str, int] = {}
-        # Per-user groups (auth state) would make `_epochs` grow with every user ever
-        # changed; past `max_entries` groups it starts over under a new era, which
-        # refuses every value read before (as a forget of every group would).
-        self._era = 0
-        self._size = 0
+        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def epoch(self, group: str) -> tuple[int, int]:
-        return self._era, self._epochs.get(group, 0)
-
-    def get(self, group: str, key: str) -> Any | None:
-        entry = self._groups.get(group, {}).get(key)
-        if entry is None or entry[0] < time.monotonic():
+    def get(self, key: str) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None:
             return None
+        if entry[0] < time.monotonic():
+            with self._lock:
+                self._entries.pop(key, None)
+            return None
+        with contextlib.suppress(KeyError):  # evicted by another thread meanwhile
+            self._entries.move_to_end(key)
         return entry[1]
 
-    def put(
-        self, group: str, key: str, value: Any, *, epoch: tuple[int, int], read_at: float
-    ) -> None:
-        if self.ttl_s <= 0 or self.epoch(group) != epoch:
+    def put(self, key: str, value: Any, *, ttl_s: float, read_at: float) -> None:
+        """Keep `value` until `ttl_s` after `read_at` (when it was read, not now)."""
+        if ttl_s <= 0:
             return
-        if self._size >= self.max_entries:
-            # Crude but bounded; entries live seconds anyway.
-            self._groups.clear()
-            self._size = 0
-        entries = self._groups.setdefault(group, {})
-        if key not in entries:
-            self._size += 1
-        entries[key] = (read_at + self.ttl_s, value)
+        with self._lock:
+            self._entries[key] = (read_at + ttl_s, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
     def get_or_read(
         self,
-        group: str,
         key: str,
         read: Callable[[], T | None],
+        *,
+        ttl_s: float,
         keep: Callable[[T], bool] | None = None,
-    ) -> T | None:
-        """This process's copy, else `read()`: kept unless None, refused by `keep`, or
-        forgotten meanwhile."""
-        value = self.get(group, key)
+    ) -> tuple[T | None, bool]:
+        """(value, found here): this process's copy, else `read()`, kept unless None
+        or refused by `keep`."""
+        value = self.get(key)
         if value is not None:
-            return value
-        epoch, read_at = self.epoch(group), time.monotonic()
+            return value, True
+        read_at = time.monotonic()
         value = read()
         if value is not None and (keep is None or keep(value)):
-            self.put(group, key, value, epoch=epoch, read_at=read_at)
-        return value
+            self.put(key, value, ttl_s=ttl_s, read_at=read_at)
+        return value, False
 
-    def forget(self, group: str, key: str | None = None) -> None:
-        """Forget one entry, or the whole group when `key` is None; either way, values
-        of the group read before this call are no longer accepted by `put()`."""
-        if len(self._epochs) >= self.max_entries:
-            self._era += 1
-            self._epochs.clear()
-            self._groups.clear()
-            self._size = 0
-        self._epochs[group] = self._epochs.get(group, 0) + 1
-        if key is None:
-            self._size -= len(self._groups.pop(group, {}))
-        elif self._groups.get(group, {}).pop(key, None) is not None:
-            self._size -= 1
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
-def init_app(app: Flask, ttl_s: float) -> None:
-    app.extensions["lms_cache_local"] = LocalCopies(ttl_s, max_entries=2_000)
+def init_app(app: Flask) -> None:
+    app.extensions["lms_cache_local"] = LocalCopies()
 
 
 def shared_copies() -> LocalCopies:

@@ -1,40 +1,36 @@
-"""The cached-read helper: a value of a namespace, validated by its generation.
+"""The cached-read helper: a value of a namespace, under its current generation.
 
 Three levels, cheapest first:
 
-1. this process's copy, younger than its LocalCopies' TTL (no round trip);
-2. the shared cache: the generation counter and the value under the generation this
-   process saw last come back together (one MGET); only when the counter moved is
-   the value under the new generation fetched as well;
-3. `load()`, stored under the generation read *before* it ran.
+1. this process's copy (no round trip);
+2. the shared cache, under the generation of this process's snapshot (one GET);
+3. `load()`, stored under that same generation, read *before* `load()` ran.
+
+A miss is recomputed by one request at a time per key (`claim`): the others wait a
+little for its value, then load it themselves rather than wait longer. Nobody is
+served a value of an older generation: after a write, staleness is what the
+generation snapshot allows (CACHE_LOCAL_SECONDS), never more.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from flask import current_app
-
-from lms_app.caching.generations import generation_key, parse_generation
+from lms_app.caching import generations
 from lms_app.caching.keys import tenant_key
-from lms_app.caching.local import LocalCopies, shared_copies
-from lms_app.caching.safe import breaker, cache_get, cache_get_many, cache_set
+from lms_app.caching.local import shared_copies
+from lms_app.caching.safe import breaker, cache_claim, cache_get, cache_set
+from lms_app.caching.stats import cache_stats
 from lms_app.tenancy.context import require_tenant
 
 T = TypeVar("T")
 
-# Generations this process saw last, per counter: a guess that saves a round trip.
-# Per-user namespaces (auth state) make it grow with users; past this it starts over
-# (a wrong guess costs one GET more, never a stale value).
-MAX_REMEMBERED_GENERATIONS = 100_000
-
-
-def _last_seen() -> dict[str, int]:
-    seen = current_app.extensions.setdefault("lms_cache_generations", {})
-    if len(seen) > MAX_REMEMBERED_GENERATIONS:
-        seen.clear()
-    return seen
+# How long a request waits for another one's recomputation of the same miss, and
+# how often it looks; past that it loads the value itself.
+CLAIM_MS = 2_000
+WAIT_STEPS_S = (0.005, 0.01, 0.02, 0.04, 0.08)
 
 
 def cached_read(
@@ -43,45 +39,63 @@ def cached_read(
     ttl_s: int,
     load: Callable[[], T | None],
     *,
-    copies: LocalCopies | None = None,
     keep: Callable[[T], bool] | None = None,
+    claim: bool = True,
 ) -> T | None:
     """`load()`'s value for `key` in `namespace`, from a cache while it is current.
 
     A None from `load` is returned and never stored. `keep(value)` False: return the
-    value without storing it (a value nobody else will ask for). `copies`: the process
-    copies to use (default: the shared namespaces' ones).
+    value without storing it (a value nobody else will ask for). `claim` False: no
+    single-flight on a miss (for cheap loads, where the extra round trip costs more
+    than the duplicate work).
     """
     tenant = require_tenant()
-    gen_key = generation_key(namespace, tenant)
-    prefix = tenant_key(tenant, namespace)
-    return (copies or shared_copies()).get_or_read(
-        gen_key, key, lambda: _shared_read(prefix, gen_key, key, ttl_s, load, keep), keep
-    )
+    generation = generations.current(namespace, tenant)
+    full_key = tenant_key(tenant, namespace, f"g{generation}", key)
+    stats = cache_stats()
+    outcome: list[str] = []
+
+    def shared() -> T | None:
+        return _shared_read(full_key, ttl_s, load, keep, claim, outcome)
+
+    value, local = shared_copies().get_or_read(full_key, shared, ttl_s=ttl_s, keep=keep)
+    if local or outcome == ["hit"]:
+        stats.hit(namespace, local=local)
+    else:
+        stats.miss(namespace)
+        if "error" in outcome:
+            stats.error(namespace)
+    return value
 
 
 def _shared_read(
-    prefix: str,
-    gen_key: str,
-    key: str,
+    full_key: str,
     ttl_s: int,
     load: Callable[[], T | None],
     keep: Callable[[T], bool] | None,
+    claim: bool,
+    outcome: list[str],
 ) -> T | None:
-    if breaker().is_open:
+    guard = breaker()
+    if guard.is_open:
+        outcome.append("error")
         return load()
-    seen = _last_seen()
-    guess = seen.get(gen_key, 0)
-    raw_generation, value = cache_get_many([gen_key, f"{prefix}:g{guess}:{key}"])
-    if breaker().is_open:  # that call just failed
+    value = cache_get(full_key)
+    if guard.is_open:  # that call just failed
+        outcome.append("error")
         return load()
-    generation = parse_generation(raw_generation)
-    if generation != guess:
-        seen[gen_key] = generation
-        value = cache_get(f"{prefix}:g{generation}:{key}")
     if value is not None:
+        outcome.append("hit")
         return value
+    if claim and not cache_claim(f"{full_key}:claim", CLAIM_MS):
+        # Someone else is computing it: wait for their value a little.
+        for pause in WAIT_STEPS_S:
+            time.sleep(pause)
+            value = cache_get(full_key)
+            if value is not None:
+                outcome.append("hit")
+                return value
     value = load()
     if value is not None and (keep is None or keep(value)):
-        cache_set(f"{prefix}:g{generation}:{key}", value, ttl_s)
+        cache_set(full_key, value, ttl_s)
     return value

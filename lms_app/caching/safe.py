@@ -97,6 +97,23 @@ def cache_set(key: str, value: Any, ttl_s: int) -> None:
         guard.trip("set", exc)
 
 
+def cache_claim(key: str, ttl_ms: int) -> bool:
+    """Take a short-lived claim on `key` (SET NX PX): True for the one caller that got
+    it, and for everyone while the cache is unusable (nobody waits on a dead cache)."""
+    guard = breaker()
+    if not guard.usable():
+        return True
+    backend = cache.cache
+    client = getattr(backend, "_write_client", None)
+    try:
+        if client is None:  # the in-process cache (REDIS_URL unset)
+            return bool(backend.add(key, 1, timeout=max(1, ttl_ms // 1000)))
+        return bool(client.set(backend._get_prefix() + key, b"1", nx=True, px=ttl_ms))
+    except Exception as exc:
+        guard.trip("claim", exc)
+        return True
+
+
 def cache_delete(key: str) -> None:
     _invalidate_or_owe({key: DELETE})
 

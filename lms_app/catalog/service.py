@@ -23,12 +23,26 @@ from lms_app.errors import abort
 from lms_app.extensions import db
 from lms_app.learning.models import LessonProgress
 
+# What each kind of change retires from the caches (lms_app.caching.generations).
+# Course and lesson rows feed the catalog, course details, lessons' visibility,
+# search and the analytics' access checks and lesson counts.
+COURSE_CHANGE = (
+    generations.CATALOG,
+    generations.COURSE,
+    generations.LESSON,
+    generations.SEARCH,
+    generations.ANALYTICS,
+)
+# A lesson edit that leaves its publication alone: the catalog and the analytics
+# do not show lesson text, titles or order.
+LESSON_TEXT_CHANGE = (generations.COURSE, generations.LESSON, generations.SEARCH)
 
-def _commit_catalog_change() -> None:
-    """Commit, then retire every cached catalog page of the tenant (after the commit,
-    so no reader can cache the old rows under the new generation)."""
+
+def _commit_change(namespaces: tuple[str, ...] = COURSE_CHANGE) -> None:
+    """Retire the cached values the change makes stale, in its own transaction (so
+    the invalidation cannot be lost), then commit."""
+    generations.bump(*namespaces)
     db.session.commit()
-    generations.bump(generations.CATALOG)
 
 
 COURSE_OWNERS = ("instructor", "admin")
@@ -49,7 +63,7 @@ def create_category(data: dict[str, Any]) -> dict[str, Any]:
     if row is None:
         db.session.rollback()
         abort(409, "a category with this slug already exists")
-    db.session.commit()
+    _commit_change((generations.CATEGORIES,))
     return row._asdict()
 
 
@@ -105,7 +119,7 @@ def create_course(data: dict[str, Any], user: AuthUser) -> dict[str, Any]:
     _check_references(data, user)
     values = {"instructor_id": user.id, **data}
     row = db.session.execute(insert(Course).values(**values).returning(*COURSE_COLUMNS)).one()
-    _commit_catalog_change()
+    _commit_change()
     return row._asdict()
 
 
@@ -118,7 +132,7 @@ def update_course(course_id: int, data: dict[str, Any], user: AuthUser) -> dict[
         ).one()
     else:
         row = _course_row(course_id)
-    _commit_catalog_change()
+    _commit_change()
     return row._asdict()
 
 
@@ -126,7 +140,7 @@ def archive_course(course_id: int, user: AuthUser) -> None:
     """DELETE archives: enrollments and progress stay, the catalog stops listing it."""
     _lock_course(course_id, user)
     db.session.execute(update(Course).where(Course.id == course_id).values(is_archived=True))
-    _commit_catalog_change()
+    _commit_change()
 
 
 # --- lessons ---------------------------------------------------------------------
@@ -173,7 +187,7 @@ def create_lesson(course_id: int, data: dict[str, Any], user: AuthUser) -> dict[
         insert(Lesson).values(course_id=course_id, **values).returning(*LESSON_COLUMNS)
     ).one()
     _recount_lessons(course_id)
-    _commit_catalog_change()
+    _commit_change()
     return row._asdict()
 
 
@@ -189,9 +203,9 @@ def update_lesson(lesson_id: int, data: dict[str, Any], user: AuthUser) -> dict[
         row = db.session.execute(select(*LESSON_COLUMNS).where(Lesson.id == lesson_id)).one()
     if "is_published" in data:
         _recount_lessons(course_id)
-        _commit_catalog_change()  # total_lessons may have moved
+        _commit_change()  # total_lessons may have moved
     else:
-        db.session.commit()
+        _commit_change(LESSON_TEXT_CHANGE)
     return row._asdict()
 
 
@@ -209,7 +223,7 @@ def delete_lesson(lesson_id: int, user: AuthUser) -> None:
         # Anything else referencing the lesson: keep it rather than lose data.
         _learners_have_progress()
     _recount_lessons(course_id)
-    _commit_catalog_change()
+    _commit_change()
 
 
 def _learners_have_progress() -> NoReturn:

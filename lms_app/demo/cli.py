@@ -45,8 +45,8 @@ def _seed(slug: str, students: int, courses: int) -> SeedReport:
     if report.created_tenant:
         forget_tenant(slug)
     if not report.already_seeded:
-        # The seed writes courses straight to the tables: retire cached catalog pages.
-        generations.bump(generations.CATALOG, report.tenant)
+        # The seed writes straight to the tables: retire what the caches hold.
+        generations.bump_committed(report.tenant, *generations.ALL)
     counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
     if report.already_seeded:
         click.echo(f"tenant {slug} already seeded, nothing to do ({counts})")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Flask, current_app, g, request
 from sqlalchemy.exc import ProgrammingError
 
-from lms_app.caching import generations
 from lms_app.errors import abort, error_response, unexpected_error_response
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo
@@ -74,11 +73,10 @@ def forget_tenant(slug: str) -> None:
 
 
 def forget_dropped(tenant: TenantInfo) -> None:
-    """After a school is dropped: as `forget_tenant`, and the catalog pages any
-    process could still serve from the shared cache (the generation moves; other
-    processes' own copies last CACHE_LOCAL_SECONDS at most)."""
+    """After a school is dropped: as `forget_tenant`. Its cached values need nothing:
+    every key names the school's id and creation time, which no later school shares
+    (a school created again under the slug has new ones), and they expire on their TTL."""
     forget_tenant(tenant.slug)
-    generations.bump(generations.CATALOG, tenant)
 
 
 def _before_request() -> None:
