@@ -404,10 +404,6 @@ class StepResult:
     def errors(self) -> int:
         return sum(n for (_, what), n in self.outcomes.items() if not what.startswith("2"))
 
-    @property
-    def ramp_errors(self) -> int:
-        return sum(n for (_, what), n in self.ramp_outcomes.items() if not what.startswith("2"))
-
     def error_kinds(self, outcomes: Counter | None = None) -> Counter:
         by: Counter = Counter()
         for (_, what), n in (self.outcomes if outcomes is None else outcomes).items():
@@ -695,9 +691,9 @@ def py_spy_report(procs: list[tuple[subprocess.Popen, Path]], seconds: float, to
         return "\n".join([*lines, "  no samples"])
     possible = int(100 * seconds * len(procs))
     lines.append(
-        f"  {total:,} busy samples of {possible:,} possible ({len(procs)} workers x 100 Hz x "
-        f"{seconds:g} s: the workers were busy {100 * total / possible:.0f}% of the time; "
-        "idle waits are not sampled)"
+        f"  {total:,} samples of {possible:,} possible ({len(procs)} workers x 100 Hz x "
+        f"{seconds:g} s = {100 * total / possible:.0f}%): py-spy skips most idle waits; what "
+        "is left of them shows as SyncWorker.wait (a worker waiting for a connection)"
     )
     for title, counts in (("own (leaf)", leaf), ("inclusive", inclusive)):
         lines.append(f"\n  top {top} by {title} samples:")
@@ -728,23 +724,35 @@ def cache_counters(server: Server, platform_key: str) -> str:
         seen[int(payload["pid"])] = payload.get("namespaces", {})
         if wanted <= set(seen) or time.monotonic() > deadline:
             break
-    sums: dict[str, Counter] = defaultdict(Counter)
-    for namespaces in seen.values():
-        for ns, counts in namespaces.items():
-            sums[ns].update({k: int(v) for k, v in counts.items()})
     missing = sorted(wanted - set(seen))
-    lines = [
-        f"cache counters (GET /platform/cache-stats; pids answered {sorted(seen)}"
-        + (f", not reached {missing}" if missing else "")
-        + "; since each worker started: workers recycle after max_requests)",
-        f"  {'namespace':24} {'hits':>10} {'misses':>10} {'errors':>8} {'hit rate':>9}",
-    ]
+    head = f"cache counters (GET /platform/cache-stats; pids answered {sorted(seen)}"
+    if missing:
+        head += f", not reached {missing}"
+    head += "; counted since each worker started: workers recycle after max_requests)"
+    return head + "\n" + cache_table(sum_namespaces(list(seen.values())))
+
+
+def sum_namespaces(payloads: list[dict]) -> dict[str, Counter]:
+    """Per namespace, the integer counters of every worker added up (rates are recomputed)."""
+    sums: dict[str, Counter] = defaultdict(Counter)
+    for namespaces in payloads:
+        for ns, counts in namespaces.items():
+            for key, value in counts.items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    sums[ns][key] += value
+    return sums
+
+
+def cache_table(sums: dict[str, Counter]) -> str:
+    rows = []
     for ns in sorted(sums):
         c = sums[ns]
         looked = c["hits"] + c["misses"]
-        rate = f"{100 * c['hits'] / looked:8.1f}%" if looked else "        -"
-        lines.append(f"  {ns:24} {c['hits']:>10,} {c['misses']:>10,} {c['errors']:>8,} {rate}")
-    return "\n".join(lines)
+        rate = f"{100 * c['hits'] / looked:.1f}%" if looked else "-"
+        cells = [c["hits"], c["local_hits"], c["misses"], c["errors"]]
+        rows.append([ns, *(f"{v:,}" for v in cells), rate])
+    head = ["namespace", "hits", "of which local", "misses", "errors", "hit rate"]
+    return table(head, rows)
 
 
 # --------------------------------------------------------------------------- wrk

@@ -40,12 +40,15 @@ def cached_read(
     load: Callable[[], T | None],
     *,
     keep: Callable[[T], bool] | None = None,
+    keep_local: Callable[[T], bool] | None = None,
     claim: bool = True,
 ) -> T | None:
     """`load()`'s value for `key` in `namespace`, from a cache while it is current.
 
     A None from `load` is returned and never stored. `keep(value)` False: return the
-    value without storing it (a value nobody else will ask for). `claim` False: no
+    value without storing it (a value nobody else will ask for). `keep_local(value)`
+    False: store it in the shared cache only (a value too big to keep per process).
+    `claim` False: no
     single-flight on a miss (for cheap loads, where the extra round trip costs more
     than the duplicate work).
     """
@@ -58,7 +61,10 @@ def cached_read(
     def shared() -> T | None:
         return _shared_read(full_key, ttl_s, load, keep, claim, outcome)
 
-    value, local = shared_copies().get_or_read(full_key, shared, ttl_s=ttl_s, keep=keep)
+    def kept_here(value: T) -> bool:
+        return (keep is None or keep(value)) and (keep_local is None or keep_local(value))
+
+    value, local = shared_copies().get_or_read(full_key, shared, ttl_s=ttl_s, keep=kept_here)
     if local or outcome == ["hit"]:
         stats.hit(namespace, local=local)
     else:

@@ -32,7 +32,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import websearch_to_tsquery
 from sqlalchemy.orm import aliased
 
-from lms_app.accounts.auth import AuthUser
 from lms_app.accounts.models import User
 from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.db.arrays import array_param
@@ -332,23 +331,16 @@ OUTLINE_STATEMENT = (
     .where(Lesson.course_id == bindparam("course_id", type_=BigInteger))
     .order_by(Lesson.order_index, Lesson.id)
 )
-PUBLISHED_OUTLINE_STATEMENT = OUTLINE_STATEMENT.where(Lesson.is_published)
 
 
-def course_detail(course_id: int, user: AuthUser) -> dict[str, Any] | None:
-    """Course + category + instructor (one statement) and the lesson outline (one).
-
-    None when the course does not exist or `user` may not see it, so callers answer
-    404 either way and an unpublished course's existence does not leak.
-    """
+def course_detail_for_staff(course_id: int) -> dict[str, Any] | None:
+    """Course + category + instructor (one statement) and its whole lesson outline
+    (one), as the course's staff see it; None when the course does not exist.
+    Learners' view (lms_app.catalog.cached_reads) is derived from it."""
     params = {"course_id": course_id}
     row = _read(COURSE_DETAIL_STATEMENT, params).first()
     if row is None:
         return None
-    staff_view = user.manages(row.instructor_id)
-    if not staff_view and (not row.is_published or row.is_archived):
-        return None
-
     detail = {column.key: getattr(row, column.key) for column in COURSE_COLUMNS}
     detail["category"] = (
         {"id": row.category_id, "name": row.category_name, "slug": row.category_slug}
@@ -360,8 +352,7 @@ def course_detail(course_id: int, user: AuthUser) -> dict[str, Any] | None:
         if row.instructor_name is not None
         else None
     )
-    outline = OUTLINE_STATEMENT if staff_view else PUBLISHED_OUTLINE_STATEMENT
-    detail["lessons"] = [r._asdict() for r in _read(outline, params)]
+    detail["lessons"] = [r._asdict() for r in _read(OUTLINE_STATEMENT, params)]
     return detail
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 
 from lms_app.accounts.auth import auth_required, current_user
-from lms_app.catalog import page_cache, queries, service
+from lms_app.catalog import cached_reads, page_cache, service
 from lms_app.catalog.schemas import (
     CatalogPageSchema,
     CategoryCreateSchema,
@@ -28,6 +27,7 @@ from lms_app.catalog.schemas import (
 )
 from lms_app.errors import abort
 from lms_app.web.blueprint import Blueprint
+from lms_app.web.rendering import json_response
 
 blp = Blueprint("catalog", __name__, url_prefix="/api/v1", description="catalog")
 
@@ -41,8 +41,7 @@ class Categories(MethodView):
     @blp.response(200, CategoryPageSchema)
     def get(self, args: dict[str, Any]):
         """Categories, by id."""
-        items, next_cursor = queries.category_page(limit=args["limit"], after=args["after"])
-        return {"items": items, "next_cursor": next_cursor}
+        return json_response(cached_reads.category_page_json(args["limit"], args["after"]))
 
     @auth_required("admin")
     @blp.arguments(CategoryCreateSchema)
@@ -68,7 +67,7 @@ class Courses(MethodView):
             category_id=args["category_id"],
             difficulty_level=args["difficulty_level"],
         )
-        return current_app.response_class(body, mimetype="application/json")
+        return json_response(body)
 
     @auth_required(*STAFF)
     @blp.arguments(CourseCreateSchema)
@@ -84,10 +83,10 @@ class CourseById(MethodView):
     @blp.response(200, CourseDetailSchema)
     def get(self, course_id: int):
         """A course with its category, instructor and lesson outline."""
-        detail = queries.course_detail(course_id, current_user())
-        if detail is None:
+        body = cached_reads.course_detail_json(course_id, current_user())
+        if body is None:
             abort(404, "course not found")
-        return detail
+        return json_response(body)
 
     @auth_required(*STAFF)
     @blp.arguments(CourseUpdateSchema)
@@ -136,5 +135,4 @@ class Search(MethodView):
     @blp.response(200, SearchPageSchema)
     def get(self, args: dict[str, Any]):
         """Full-text search over published courses and their published lessons, ranked."""
-        items = queries.search_courses(args["q"], args["limit"])
-        return {"items": items, "next_cursor": None}
+        return json_response(cached_reads.search_json(args["q"], args["limit"]))

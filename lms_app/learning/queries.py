@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    literal,
     not_,
     or_,
     select,
@@ -91,29 +92,78 @@ def _lesson_joins(user_id: int):
     )
 
 
-def lesson_with_progress(lesson_id: int, user_id: int) -> Row[Any] | None:
-    """The lesson, what decides access to it, and the user's progress: one statement."""
-    stmt = (
-        select(
-            *_lesson_visibility_columns(),
-            lessons.c.title,
-            lessons.c.content,
-            lessons.c.order_index,
-            lessons.c.created_at,
-            lessons.c.updated_at,
-            func.coalesce(progress.c.progress_percentage, 0).label("progress_percentage"),
-            func.coalesce(progress.c.time_spent, 0).label("time_spent"),
-            progress.c.completed_at,
-        )
-        .select_from(
-            _lesson_joins(user_id).outerjoin(
-                progress,
-                and_(progress.c.lesson_id == lessons.c.id, progress.c.user_id == user_id),
-            )
-        )
-        .where(lessons.c.id == lesson_id)
+# A lesson and what decides who may see it: the same for every user (cached).
+LESSON_CONTENT = (
+    select(
+        lessons.c.id,
+        lessons.c.course_id,
+        lessons.c.title,
+        lessons.c.content,
+        lessons.c.order_index,
+        lessons.c.is_published,
+        lessons.c.created_at,
+        lessons.c.updated_at,
+        courses.c.is_published.label("course_published"),
+        courses.c.is_archived.label("course_archived"),
+        courses.c.instructor_id,
     )
-    return db.session.execute(stmt).first()
+    .join(courses, courses.c.id == lessons.c.course_id)
+    .where(lessons.c.id == bindparam("lesson_id", type_=BigInteger))
+)
+
+# One user's enrolment in a course and progress on one of its lessons: one row,
+# with NULLs where there is none.
+_ONE_ROW = select(literal(1).label("one")).subquery("one_row")
+LEARNER_STATE = select(
+    enrollments.c.status.label("enrollment_status"),
+    progress.c.progress_percentage,
+    progress.c.time_spent,
+    progress.c.completed_at,
+).select_from(
+    _ONE_ROW.outerjoin(
+        enrollments,
+        and_(
+            enrollments.c.course_id == bindparam("course_id", type_=BigInteger),
+            enrollments.c.user_id == bindparam("user_id", type_=BigInteger),
+        ),
+    ).outerjoin(
+        progress,
+        and_(
+            progress.c.lesson_id == bindparam("lesson_id", type_=BigInteger),
+            progress.c.user_id == bindparam("user_id", type_=BigInteger),
+        ),
+    )
+)
+
+
+# Both at once, when the lesson is not in the cache: still one statement.
+LESSON_WITH_STATE = (
+    LESSON_CONTENT.add_columns(*LEARNER_STATE.selected_columns)
+    .outerjoin(
+        enrollments,
+        and_(
+            enrollments.c.course_id == lessons.c.course_id,
+            enrollments.c.user_id == bindparam("user_id", type_=BigInteger),
+        ),
+    )
+    .outerjoin(
+        progress,
+        and_(
+            progress.c.lesson_id == lessons.c.id,
+            progress.c.user_id == bindparam("user_id", type_=BigInteger),
+        ),
+    )
+)
+
+
+def lesson_with_state(lesson_id: int, user_id: int) -> Row[Any] | None:
+    params = {"lesson_id": lesson_id, "user_id": user_id}
+    return db.session.execute(LESSON_WITH_STATE, params).first()
+
+
+def learner_state(user_id: int, course_id: int, lesson_id: int) -> Row[Any]:
+    params = {"user_id": user_id, "course_id": course_id, "lesson_id": lesson_id}
+    return db.session.execute(LEARNER_STATE, params).one()
 
 
 def lesson_access(lesson_id: int, user_id: int) -> Row[Any] | None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
+
 from lms_app.accounts.auth import auth_required, current_user
 from lms_app.learning import schemas, service
 from lms_app.web.blueprint import Blueprint
 from lms_app.web.pagination import CursorPageArgs
+from lms_app.web.rendering import json_response
 
 blp = Blueprint("learning", __name__, url_prefix="/api/v1", description="learning")
 
@@ -17,9 +20,9 @@ STAFF = ("admin", "instructor")
 @blp.get("/lessons/<id:lesson_id>")
 @auth_required()
 @blp.response(200, schemas.LessonWithProgressSchema)
-def get_lesson(lesson_id: int) -> dict[str, Any]:
+def get_lesson(lesson_id: int) -> Response:
     """A lesson with the current user's progress (enrolled learners and course staff)."""
-    return service.lesson_for(current_user(), lesson_id)
+    return json_response(service.lesson_json(current_user(), lesson_id))
 
 
 @blp.post("/courses/<id:course_id>/enroll")

@@ -7,22 +7,28 @@ goes down (GREATEST), time spent adds up, completed_at is set once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+from flask import current_app
 from sqlalchemy import BigInteger, Row, SmallInteger, and_, func, literal, null, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from lms_app.accounts.auth import AuthUser
+from lms_app.caching import generations
+from lms_app.caching.reads import cached_read
+from lms_app.catalog.schemas import LessonSchema
 from lms_app.db.upsert import excluded, upsert
 from lms_app.errors import abort
 from lms_app.extensions import db
 from lms_app.learning import queries
 from lms_app.learning.queries import courses, enrollments, id_array, lessons, progress
 from lms_app.web.pagination import page
+from lms_app.web.rendering import open_object
 
 LIVE_STATUSES = ("active", "completed")
 UNKNOWN_IDS_LISTED = 20
@@ -67,15 +73,64 @@ def _staff_course(user: AuthUser, course_id: int) -> Row[Any]:
 # --- lessons --------------------------------------------------------------------------
 
 
-def lesson_for(user: AuthUser, lesson_id: int) -> dict[str, Any]:
-    row = queries.lesson_with_progress(lesson_id, user.id)
-    if row is None or not _lesson_visible(user, row):
+# Lessons longer than this are cached in the shared cache only, not in every process.
+LOCAL_LESSON_MAX_CHARS = 64 * 1024
+# Part of every lesson key: bump it whenever CachedLesson changes shape.
+LESSON_FORMAT = 1
+_LESSON = LessonSchema()
+
+
+class CachedLesson(NamedTuple):
+    course_id: int
+    instructor_id: int | None
+    learnable: bool
+    body: str  # the lesson as LessonSchema dumps it, without its closing brace
+
+
+def lesson_json(user: AuthUser, lesson_id: int) -> str:
+    """A lesson with the user's progress: the lesson from the cache (the seed's lesson
+    content TTL), who may open it and the progress always from the database."""
+
+    # On a miss the lesson is read together with the user's state (one statement);
+    # on a hit only the state is read.
+    fresh_state: list[Any] = []
+
+    def load() -> CachedLesson | None:
+        row = queries.lesson_with_state(lesson_id, user.id)
+        if row is None:
+            return None
+        fresh_state.append(row)
+        return CachedLesson(
+            row.course_id, row.instructor_id, _learnable(row), open_object(_LESSON, row)
+        )
+
+    ttl = current_app.config["LMS_SETTINGS"].cache_ttl.lesson_content
+    cached = cached_read(
+        generations.LESSON,
+        f"v{LESSON_FORMAT}:l{lesson_id}",
+        ttl,
+        load,
+        keep_local=lambda value: len(value[3]) <= LOCAL_LESSON_MAX_CHARS,
+    )
+    if cached is None:
         abort(404, NOT_FOUND_LESSON)
-    if not user.manages(row.instructor_id) and row.enrollment_status not in LIVE_STATUSES:
+    lesson = CachedLesson(*cached)
+    staff = user.manages(lesson.instructor_id)
+    if not (staff or lesson.learnable):
+        abort(404, NOT_FOUND_LESSON)
+    state = (
+        fresh_state[0]
+        if fresh_state
+        else queries.learner_state(user.id, lesson.course_id, lesson_id)
+    )
+    if not staff and state.enrollment_status not in LIVE_STATUSES:
         abort(403, "enroll in this course to open its lessons")
-    data = row._asdict()
-    data["is_completed"] = row.progress_percentage == 100
-    return data
+    done = state.progress_percentage or 0
+    completed_at = state.completed_at.isoformat() if state.completed_at else None
+    return (
+        f'{lesson.body},"progress_percentage":{done},"time_spent":{state.time_spent or 0},'
+        f'"completed_at":{json.dumps(completed_at)},"is_completed":{str(done == 100).lower()}}}'
+    )
 
 
 # --- enrollments ----------------------------------------------------------------------
