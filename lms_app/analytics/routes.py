@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lms_app.accounts.auth import auth_required, current_user
 from lms_app.analytics import queries
+from lms_app.analytics.cached import cached_course_analytics
 from lms_app.analytics.schemas import CourseAnalytics, UserAnalytics
 from lms_app.errors import abort
 from lms_app.web.blueprint import Blueprint
@@ -15,7 +16,9 @@ blp = Blueprint("analytics", __name__, url_prefix="/api/v1", description="Analyt
 @auth_required("admin", "instructor")
 @blp.response(200, CourseAnalytics)
 def course_analytics(course_id: int):
-    figures = queries.course_analytics(course_id)
+    """A course's figures (its instructor, admins), computed at most CACHE_TTL_ANALYTICS
+    seconds ago (`as_of` says when)."""
+    figures = cached_course_analytics(course_id)
     if figures is None:
         abort(404, "no such course")
     me = current_user()
@@ -28,6 +31,8 @@ def course_analytics(course_id: int):
 @auth_required()
 @blp.response(200, UserAnalytics)
 def user_analytics(user_id: int):
+    """A learner's figures (admins, themself): always live, never cached (their own
+    progress shows at once)."""
     me = current_user()
     if not me.is_admin and me.id != user_id:
         abort(403, "admins only, or your own figures")

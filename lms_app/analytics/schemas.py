@@ -13,6 +13,12 @@ class CourseAnalytics(Schema):
     completion_rate = fields.Float(metadata={"description": "completed / enrolled, in %"})
     average_progress = fields.Float(metadata={"description": "mean course progress, in %"})
     total_time_spent = fields.Integer(metadata={"description": "seconds"})
+    as_of = fields.DateTime(
+        metadata={
+            "description": "when these figures were computed (cached up to "
+            "CACHE_TTL_ANALYTICS seconds; course and lesson changes recompute them)"
+        }
+    )
 
 
 class UserAnalytics(Schema):

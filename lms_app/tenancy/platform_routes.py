@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hmac
+import os
 
 from flask import current_app, request
 from flask.views import MethodView
 
+from lms_app.caching.stats import cache_stats
 from lms_app.errors import abort
 from lms_app.extensions import db
 from lms_app.tenancy.platform_schemas import (
+    CacheStatsSchema,
     DropArgs,
     TenantCreate,
     TenantDetail,
@@ -114,3 +117,11 @@ class TenantBySlug(MethodView):
 
 def _as_dict(tenant) -> dict:
     return {f: getattr(tenant, f) for f in ("slug", "name", "status", "created_at")}
+
+
+@blp.get("/cache-stats")
+@blp.response(200, CacheStatsSchema)
+def cache_stats_of_this_process():
+    """This worker process's cache counters per namespace since it started (each
+    gunicorn worker answers for itself; `pid` tells which)."""
+    return {"pid": os.getpid(), "namespaces": cache_stats().snapshot()}

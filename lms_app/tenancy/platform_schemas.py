@@ -62,3 +62,16 @@ class TenantPage(Schema):
 
 class DropArgs(Schema):
     confirm = Text(required=True, max_length=41)
+
+
+class NamespaceStatsSchema(Schema):
+    hits = fields.Integer()
+    local_hits = fields.Integer(metadata={"description": "hits served by this process's copy"})
+    misses = fields.Integer()
+    errors = fields.Integer(metadata={"description": "reads the shared cache failed"})
+    hit_rate = fields.Float(allow_none=True)
+
+
+class CacheStatsSchema(Schema):
+    pid = fields.Integer()
+    namespaces = fields.Dict(keys=fields.String(), values=fields.Nested(NamespaceStatsSchema))
