@@ -156,6 +156,8 @@ class Settings:
     # change moves the school's auth generation in PostgreSQL, so this bounds memory,
     # not staleness (that is cache_local_s).
     auth_state_ttl_s: int = 60
+    # One JSON line per request on stdout (lms_app.observability.access_log).
+    access_log: bool = True
     # Shared catalog pages cached per tenant (the per-user overlay is always live).
     cache_catalog_pages: bool = True
     # Seconds a process uses its snapshot of a school's cache generations before
@@ -236,6 +238,7 @@ class Settings:
             proxy_hops=_int(env, "PROXY_HOPS", 0),
             auth_state_ttl_s=_int(env, "AUTH_STATE_TTL_SECONDS", 60, 1),
             cache_catalog_pages=_bool(env, "CACHE_CATALOG_PAGES", True),
+            access_log=_bool(env, "ACCESS_LOG", True),
             cache_local_s=_float(env, "CACHE_LOCAL_SECONDS", 1.0),
             cache_timeout_ms=_int(env, "CACHE_TIMEOUT_MS", 200, 1),
             cache_breaker_s=_float(env, "CACHE_BREAKER_SECONDS", 5.0),

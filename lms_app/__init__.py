@@ -23,6 +23,7 @@ from lms_app.db.monitoring import instrument_engine
 from lms_app.db.pool_health import install_idle_ping
 from lms_app.errors import register_error_handlers
 from lms_app.extensions import api, cache, db
+from lms_app.observability import access_log
 from lms_app.observability.logging import configure_logging
 from lms_app.web import bodies, converters, openapi
 from lms_app.web.json import ApiJSONProvider
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     # and auth checks): lms_app serves no browser preflights; OPTIONS is a JSON 405.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     converters.init_app(app)
+    access_log.init_app(app)
     bodies.init_app(app)
     db.init_app(app)
     cache.init_app(app)

@@ -1,0 +1,59 @@
+"""One JSON line per request, written by the app (gunicorn's own access log is off).
+
+gunicorn's access log formats a dictionary of every header for each request (about
+5 % of a cheap request's time, measured with py-spy); this line costs one f-string
+and one `write(2)`. It names the route template, never the path or the query string
+(ids and search terms stay out), the tenant's slug and the user's id, never an
+e-mail or a token. The request id is taken from `X-Request-ID` when it looks like
+one, else made here, and sent back in the response.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from datetime import UTC, datetime
+
+from flask import Flask, Response, g, request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _start() -> None:
+    g.lms_started = time.perf_counter()
+    given = request.headers.get(REQUEST_ID_HEADER)
+    g.request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else os.urandom(8).hex()
+
+
+def _write_line(response: Response) -> Response:
+    started = g.get("lms_started")
+    if started is None:  # a request refused before any hook ran
+        return response
+    response.headers[REQUEST_ID_HEADER] = g.request_id
+    rule = request.url_rule
+    tenant = g.get("tenant")
+    user = g.get("user")
+    line = (
+        f'{{"ts":"{datetime.now(UTC).isoformat(timespec="milliseconds")}",'
+        f'"level":"INFO","logger":"access","method":"{request.method}",'
+        f'"route":{json.dumps(rule.rule if rule is not None else None)},'
+        f'"status":{response.status_code},'
+        f'"ms":{(time.perf_counter() - started) * 1000:.2f},'
+        f'"tenant":{json.dumps(tenant.slug if tenant is not None else None)},'
+        f'"user":{user.id if user is not None else "null"},'
+        f'"request_id":"{g.request_id}"}}\n'
+    )
+    # One write(2) per line: lines of concurrent workers never interleave (< PIPE_BUF).
+    os.write(1, line.encode())
+    return response
+
+
+def init_app(app: Flask) -> None:
+    if not app.config["LMS_SETTINGS"].access_log:
+        return
+    # First of the before-request hooks, so the time counts all of them.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start)
+    app.after_request(_write_line)
