@@ -25,7 +25,7 @@ from lms_app.errors import register_error_handlers
 from lms_app.extensions import api, cache, db
 from lms_app.observability import access_log
 from lms_app.observability.logging import configure_logging
-from lms_app.web import bodies, converters, openapi
+from lms_app.web import bodies, converters, openapi, sessions
 from lms_app.web.json import ApiJSONProvider
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     converters.init_app(app)
     access_log.init_app(app)
+    sessions.init_app(app)
     bodies.init_app(app)
     db.init_app(app)
     cache.init_app(app)
