@@ -9,12 +9,20 @@ from flask import Response
 from lms_app.accounts.auth import auth_required, current_user
 from lms_app.learning import schemas, service
 from lms_app.web.blueprint import Blueprint
+from lms_app.web.fast_dump import compile_dump, respond
 from lms_app.web.pagination import CursorPageArgs
 from lms_app.web.rendering import json_response
 
 blp = Blueprint("learning", __name__, url_prefix="/api/v1", description="learning")
 
 STAFF = ("admin", "instructor")
+
+# The hot routes' bodies, dumped without marshmallow's per-value machinery (the
+# schemas in @blp.response still document them; tests compare the two).
+_ENROLLMENT = compile_dump(schemas.EnrollmentSchema())
+_PROGRESS = compile_dump(schemas.LessonProgressSchema())
+_COURSE_PROGRESS = compile_dump(schemas.CourseProgressSchema())
+_MY_COURSES = compile_dump(schemas.MyCoursesPageSchema())
 
 
 @blp.get("/lessons/<id:lesson_id>")
@@ -29,10 +37,10 @@ def get_lesson(lesson_id: int) -> Response:
 @auth_required()
 @blp.response(201, schemas.EnrollmentSchema)
 @blp.alt_response(200, schema=schemas.EnrollmentSchema, description="already enrolled")
-def enroll(course_id: int) -> tuple[dict[str, Any], int]:
+def enroll(course_id: int) -> Response:
     """Enroll yourself in a published course: 201 when this call enrolled you, else 200."""
     enrollment, created = service.enroll_self(current_user(), course_id)
-    return enrollment, 201 if created else 200
+    return respond(_ENROLLMENT, enrollment, 201 if created else 200)
 
 
 @blp.post("/courses/<id:course_id>/enrollments")
@@ -65,11 +73,12 @@ def drop_enrollment(course_id: int, user_id: int) -> None:
 @auth_required()
 @blp.arguments(schemas.ProgressUpdateSchema)
 @blp.response(200, schemas.LessonProgressSchema)
-def put_progress(body: dict[str, Any], lesson_id: int) -> dict[str, Any]:
+def put_progress(body: dict[str, Any], lesson_id: int) -> Response:
     """Record progress: never goes down, time_spent adds up, completed_at is set once."""
-    return service.record_progress(
+    progress = service.record_progress(
         current_user(), lesson_id, body["progress_percentage"], body["time_spent"]
     )
+    return respond(_PROGRESS, progress)
 
 
 @blp.post("/progress/batch")
@@ -85,15 +94,17 @@ def progress_batch(body: dict[str, Any]) -> dict[str, int]:
 @auth_required()
 @blp.arguments(schemas.CourseProgressArgsSchema, location="query")
 @blp.response(200, schemas.CourseProgressSchema)
-def course_progress(args: dict[str, Any], course_id: int) -> dict[str, Any]:
+def course_progress(args: dict[str, Any], course_id: int) -> Response:
     """Progress in a course; course staff may pass ?user_id= for a learner's."""
-    return service.course_progress(current_user(), course_id, args["user_id"])
+    return respond(
+        _COURSE_PROGRESS, service.course_progress(current_user(), course_id, args["user_id"])
+    )
 
 
 @blp.get("/me/courses")
 @auth_required()
 @blp.arguments(CursorPageArgs, location="query")
 @blp.response(200, schemas.MyCoursesPageSchema)
-def my_courses(args: dict[str, Any]) -> dict[str, Any]:
+def my_courses(args: dict[str, Any]) -> Response:
     """The current user's courses (not dropped), newest enrollment first, with progress."""
-    return service.my_courses_page(current_user(), args)
+    return respond(_MY_COURSES, service.my_courses_page(current_user(), args))
