@@ -22,7 +22,6 @@ from lms_app.extensions import cache
 from lms_app.web.pagination import encode_cursor
 from tests import servers
 from tests.conftest import another_process, count_statements, dispose, login, make_app, user_email
-from tests.test_generation_snapshots import stored_generation
 from tests.test_catalog_api import (
     API,
     insert_courses,
@@ -31,6 +30,7 @@ from tests.test_catalog_api import (
     new_lesson,
     walk_catalog,
 )
+from tests.test_generation_snapshots import stored_generation
 from tests.test_learning_api import enroll_row, progress_row
 
 

@@ -31,8 +31,8 @@ from lms_app.accounts.models import User
 from lms_app.caching import generations
 from lms_app.caching.keys import tenant_scope_key
 from lms_app.caching.reads import cached_read
+from lms_app.db.reads import read as read_columns
 from lms_app.errors import abort
-from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo, require_tenant
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,7 +81,7 @@ def load_auth_state(user_id: int) -> AuthState | None:
     """(role, is_active, token_version) of a user: process copy, shared cache, one query."""
 
     def read() -> AuthState | None:
-        row = db.session.execute(AUTH_STATE, {"user_id": user_id}).first()
+        row = read_columns(AUTH_STATE, {"user_id": user_id}).first()
         return None if row is None else (row.role, row.is_active, row.token_version)
 
     ttl = current_app.config["LMS_SETTINGS"].auth_state_ttl_s

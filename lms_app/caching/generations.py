@@ -126,9 +126,9 @@ class Snapshots:
 
     @staticmethod
     def _read() -> Mapping[str, int]:
-        from lms_app.extensions import db
+        from lms_app.db.reads import read
 
-        return {row.namespace: row.generation for row in db.session.execute(_SNAPSHOT)}
+        return {row.namespace: row.generation for row in read(_SNAPSHOT)}
 
 
 def snapshots() -> Snapshots:

@@ -15,9 +15,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     DateTime,
-    Executable,
     Integer,
-    Result,
     Select,
     Text,
     all_,
@@ -35,7 +33,7 @@ from sqlalchemy.orm import aliased
 from lms_app.accounts.models import User
 from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.db.arrays import array_param
-from lms_app.extensions import db
+from lms_app.db.reads import read as _read
 from lms_app.learning.models import Enrollment, LessonProgress
 from lms_app.web.pagination import page
 
@@ -97,17 +95,6 @@ _CENT = Decimal("0.01")
 
 # The catalog's order, and search's among equal ranks: ix_courses_active_recent.
 NEWEST_FIRST = (Course.created_at.desc(), Course.id.desc())
-
-
-def _read(stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
-    """Run a read of plain columns on the session's connection.
-
-    These reads build no ORM objects, so the ORM execution layer is pure overhead
-    (about 0.1 ms a statement, measured); the clause still reaches the session's
-    get_bind, so tenant schema and any read routing apply as for session.execute.
-    """
-    connection = db.session.connection(bind_arguments={"clause": stmt})
-    return connection.execute(stmt, params or {})
 
 
 def progress_percentage(completed: int, total: int) -> float:

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from lms_app.accounts.models import User
 from lms_app.catalog.models import Course, Lesson
 from lms_app.db.arrays import array_param
+from lms_app.db.reads import read
 from lms_app.extensions import db
 from lms_app.learning.models import Enrollment, LessonProgress
 
@@ -161,12 +162,12 @@ LESSON_WITH_STATE = (
 
 def lesson_with_state(lesson_id: int, user_id: int) -> Row[Any] | None:
     params = {"lesson_id": lesson_id, "user_id": user_id}
-    return db.session.execute(LESSON_WITH_STATE, params).first()
+    return read(LESSON_WITH_STATE, params).first()
 
 
 def learner_state(user_id: int, course_id: int, lesson_id: int) -> Row[Any]:
     params = {"user_id": user_id, "course_id": course_id, "lesson_id": lesson_id}
-    return db.session.execute(LEARNER_STATE, params).one()
+    return read(LEARNER_STATE, params).one()
 
 
 def lesson_access(lesson_id: int, user_id: int) -> Row[Any] | None:
@@ -210,7 +211,7 @@ COURSE_FACTS = select(
 
 def course_facts(course_id: int) -> Row[Any] | None:
     """What staff checks need about a course."""
-    return db.session.execute(COURSE_FACTS, {"course_id": course_id}).first()
+    return read(COURSE_FACTS, {"course_id": course_id}).first()
 
 
 def _course_progress_statement() -> Select[Any]:
@@ -244,7 +245,7 @@ COURSE_PROGRESS = _course_progress_statement()
 def course_progress(course_id: int, user_id: int) -> Row[Any] | None:
     """The user's progress in a course and their enrollment status: one statement."""
     params = {"course_id": course_id, "user_id": user_id}
-    return db.session.execute(COURSE_PROGRESS, params).first()
+    return read(COURSE_PROGRESS, params).first()
 
 
 def _keyset_page(stmt, sort: Any, key: Any, limit: int, after: tuple[datetime, int] | None):
@@ -317,7 +318,7 @@ def my_courses(user_id: int, limit: int, after: tuple[datetime, int] | None) -> 
     params: dict[str, Any] = {"user_id": user_id, "fetch": limit + 1}
     if after is not None:
         params["after_enrolled_at"], params["after_id"] = after
-    return list(db.session.execute(MY_COURSES[after is not None], params).all())
+    return list(read(MY_COURSES[after is not None], params).all())
 
 
 def course_enrollments(
