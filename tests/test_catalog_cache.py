@@ -300,3 +300,41 @@ def test_a_page_read_from_redis_is_kept_as_a_process_copy(app, client, school, t
         for _ in range(3):
             catalog(there, student)
         assert len(calls) == read_from_redis  # the process copy served the rest
+
+
+def test_pages_the_previous_release_cached_are_never_read(app, client, school):
+    """The release before issue 9 kept the catalog generation in Redis and stored pages
+    under `t<id>.<ts>:catalog:g<redis generation>:v2:...` (git 85bc3ca,
+    lms_app/caching/reads.py). Generations now start again from 0 in PostgreSQL, so
+    once a school's PostgreSQL generation reaches a number its Redis counter had used,
+    a page the previous release cached under that number (alive for its TTL, 300 s)
+    must not be served: the key has to differ (PAGE_FORMAT, or the generation's part).
+
+    Here: the previous release had cached the page while the course was "Old title",
+    under a Redis generation this school's PostgreSQL generation reaches at its next
+    write after the deploy."""
+    from lms_app.catalog.page_cache import _page_key
+
+    owner, student = school.headers["instructor"], school.headers["student"]
+    (course_id,) = insert_courses(app, school.tenant, 1)  # there before the deploy
+    admin = school.headers["admin"]
+    r = client.patch(f"{API}/courses/{course_id}", json={"title": "New title"}, headers=admin)
+    assert r.status_code == 200
+    generation = stored_generation(app, school.tenant, CATALOG)
+    assert titles(catalog(client, student)) == ["New title"]
+    page_key = _page_key(limit=20, after=None, category_id=None, difficulty_level=None)
+    with app.app_context():
+        current = cache.get(tenant_key(school.tenant, CATALOG, f"g{generation}", page_key))
+        assert current is not None  # the page this release cached
+        fragments, unpublished, next_cursor = current
+        stale = (
+            [(i, n, text.replace("New title", "Old title")) for i, n, text in fragments],
+            unpublished,
+            next_cursor,
+        )
+        previous_release_key = f"{tenant_key(school.tenant, CATALOG)}:g{generation + 1}:{page_key}"
+        cache.set(previous_release_key, stale, timeout=300)
+
+    new_course(client, owner, is_published=True, title="Another")  # the next write
+    assert stored_generation(app, school.tenant, CATALOG) == generation + 1
+    assert titles(catalog(client, student)) == ["Another", "New title"]
