@@ -31,3 +31,10 @@ logger_class = "config.gunicorn_output.RedactingLogger"
 gunicorn_output.install()
 # Connections are opened lazily after fork; nothing to share from the master.
 preload_app = False
+
+
+def post_worker_init(worker) -> None:
+    """Open the new worker's connections before it accepts a request."""
+    from lms_app.observability.warmup import warm_up
+
+    warm_up(worker.wsgi)
