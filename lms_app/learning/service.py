@@ -14,7 +14,18 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from flask import current_app
-from sqlalchemy import BigInteger, Row, SmallInteger, and_, func, literal, null, select, update
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    SmallInteger,
+    and_,
+    bindparam,
+    func,
+    literal,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
@@ -337,38 +348,36 @@ def _progress_out(row: Row[Any]) -> dict[str, Any]:
     return data
 
 
-def record_progress(
-    user: AuthUser, lesson_id: int, percentage: int, time_spent: int
-) -> dict[str, Any]:
-    """One statement when allowed: the SELECT finds the lesson only if it is learnable
-    and the user is actively enrolled; an empty result is then explained."""
+def _record_progress_statement(completes: bool):
+    """The progress upsert, built once per value of `completes` (progress at 100)."""
+    user_id = bindparam("user_id", type_=BigInteger)
     source = (
         select(
-            literal(user.id, BigInteger),
+            user_id,
             lessons.c.id,
             lessons.c.course_id,
-            literal(percentage, SmallInteger),
-            literal(time_spent, BigInteger),
-            func.now() if percentage == 100 else null(),
+            bindparam("percentage", type_=SmallInteger),
+            bindparam("time_spent", type_=BigInteger),
+            func.now() if completes else null(),
         )
         .select_from(
             lessons.join(courses, courses.c.id == lessons.c.course_id).join(
                 enrollments,
                 and_(
                     enrollments.c.course_id == lessons.c.course_id,
-                    enrollments.c.user_id == user.id,
+                    enrollments.c.user_id == user_id,
                     enrollments.c.status == "active",
                 ),
             )
         )
         .where(
-            lessons.c.id == lesson_id,
+            lessons.c.id == bindparam("lesson_id", type_=BigInteger),
             lessons.c.is_published,
             courses.c.is_published,
             ~courses.c.is_archived,
         )
     )
-    stmt = (
+    return (
         insert(progress)
         .from_select(
             [
@@ -386,8 +395,26 @@ def record_progress(
         )
         .returning(*_PROGRESS_COLUMNS)
     )
+
+
+# Built once: a request pays neither the construction nor the cache key.
+_RECORD_PROGRESS = {completes: _record_progress_statement(completes) for completes in (False, True)}
+
+
+def record_progress(
+    user: AuthUser, lesson_id: int, percentage: int, time_spent: int
+) -> dict[str, Any]:
+    """One statement when allowed: the SELECT finds the lesson only if it is learnable
+    and the user is actively enrolled; an empty result is then explained."""
+    stmt = _RECORD_PROGRESS[percentage == 100]
+    params = {
+        "user_id": user.id,
+        "lesson_id": lesson_id,
+        "percentage": percentage,
+        "time_spent": time_spent,
+    }
     with _lesson_may_vanish():
-        row = db.session.execute(stmt).first()
+        row = db.session.execute(stmt, params).first()
     if row is not None:
         db.session.commit()
         return _progress_out(row)

@@ -38,6 +38,7 @@ def hot_statements() -> list[Executable]:
     from lms_app.accounts.auth import AUTH_STATE
     from lms_app.catalog import queries as catalog
     from lms_app.learning import queries as learning
+    from lms_app.learning.service import _RECORD_PROGRESS
 
     pages = [
         catalog._catalog_statement(False, False, after, overlay, probe)
@@ -56,6 +57,7 @@ def hot_statements() -> list[Executable]:
         learning.COURSE_FACTS,
         learning.COURSE_PROGRESS,
         *learning.MY_COURSES.values(),
+        *_RECORD_PROGRESS.values(),
     ]
 
 
