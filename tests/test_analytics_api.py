@@ -434,4 +434,3 @@ def test_analytics_tenant_isolation(app, client, school, make_tenant):
     me = client.get("/api/v1/me", headers=other_admin).get_json()["id"]
     body = get_json(client, f"/api/v1/analytics/users/{me}", other_admin)
     assert body["courses_enrolled"] == 0 and body["total_time_spent"] == 0
-

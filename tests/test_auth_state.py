@@ -137,7 +137,7 @@ def test_the_shared_auth_state_lives_auth_state_ttl_seconds(app, make_tenant, re
     headers = headers_for(app, tenant, student)
     assert here.get("/api/v1/me", headers=headers).status_code == 200
     generation = stored_generation(app, tenant, AUTH)
-    key = app.config["CACHE_KEY_PREFIX"] + tenant_key(tenant, AUTH, f"g{generation}", f"u{student}")
+    key = app.config["CACHE_KEY_PREFIX"] + tenant_key(tenant, AUTH, f"p{generation}", f"u{student}")
     ttl = redis.Redis.from_url(redis_url).ttl(key)
     assert 0 < ttl <= app.config["LMS_SETTINGS"].auth_state_ttl_s == 60
 

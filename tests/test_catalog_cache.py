@@ -324,7 +324,7 @@ def test_pages_the_previous_release_cached_are_never_read(app, client, school):
     assert titles(catalog(client, student)) == ["New title"]
     page_key = _page_key(limit=20, after=None, category_id=None, difficulty_level=None)
     with app.app_context():
-        current = cache.get(tenant_key(school.tenant, CATALOG, f"g{generation}", page_key))
+        current = cache.get(tenant_key(school.tenant, CATALOG, f"p{generation}", page_key))
         assert current is not None  # the page this release cached
         fragments, unpublished, next_cursor = current
         stale = (

@@ -221,7 +221,7 @@ def _write(client, school: School, write: str) -> None:
         ("delete lesson", COURSE_CHANGE),
         ("edit lesson text", LESSON_TEXT_CHANGE),
         ("create category", {CATEGORIES}),
-        ("rename user", {AUTH, COURSE}),
+        ("rename user", {COURSE}),  # an instructor: course details name them
         ("deactivate user", {AUTH}),
         ("bulk update users", {AUTH, COURSE}),
     ],

@@ -19,6 +19,7 @@ from lms_app.accounts.models import User
 from lms_app.accounts.passwords import hash_password, verify_password
 from lms_app.accounts.throttle import throttle_login
 from lms_app.caching import generations
+from lms_app.catalog.models import Course
 from lms_app.db.arrays import array_param
 from lms_app.db.upsert import UpsertResult, excluded, upsert
 from lms_app.errors import abort
@@ -183,6 +184,11 @@ def list_users(role: str | None, after: tuple[datetime, int] | None, limit: int)
     return list(db.session.scalars(stmt))
 
 
+def _teaches_a_course(user_id: int) -> bool:
+    """Is the user named as some course's instructor (whatever their role now)?"""
+    return bool(db.session.scalar(select(exists().where(Course.instructor_id == user_id))))
+
+
 def change_user(actor: AuthUser, user_id: int, changes: Mapping[str, Any]) -> User:
     """PATCH /users/<id>: the rules of `check_change`, then one UPDATE.
 
@@ -217,9 +223,12 @@ def change_user(actor: AuthUser, user_id: int, changes: Mapping[str, Any]) -> Us
         user.password_hash = hash_password(changes["password"])
     if revoke:
         user.token_version = User.token_version + 1
-    retired = [generations.AUTH]
-    if "name" in changes:
+    retired = []
+    if revoke or "role" in changes:
+        retired.append(generations.AUTH)
+    if "name" in changes and _teaches_a_course(user_id):
         retired.append(generations.COURSE)  # course details name their instructor
-    generations.bump(*retired)
+    if retired:
+        generations.bump(*retired)
     db.session.commit()
     return user

@@ -98,7 +98,10 @@ class Snapshots:
         self.max_tenants = max_tenants
         self._snapshots: dict[str, tuple[float, Mapping[str, int]]] = {}
         # A snapshot read before a forget() (another thread's commit) is not stored.
+        # `_resets` is part of the token, so emptying `_epochs` cannot bring an old
+        # token back.
         self._epochs: dict[str, int] = {}
+        self._resets = 0
         self._lock = threading.Lock()
 
     def of(self, tenant: TenantInfo) -> Mapping[str, int]:
@@ -107,20 +110,24 @@ class Snapshots:
         now = time.monotonic()
         if found is not None and found[0] > now:
             return found[1]
-        epoch = self._epochs.get(key, 0)
+        epoch = self._epoch(key)
         generations = self._read()
         with self._lock:
-            if self._epochs.get(key, 0) == epoch:
+            if self._epoch(key) == epoch:
                 if len(self._snapshots) >= self.max_tenants:
                     self._snapshots.clear()
                 self._snapshots[key] = (now + self.max_age_s, generations)
         return generations
+
+    def _epoch(self, key: str) -> tuple[int, int]:
+        return self._resets, self._epochs.get(key, 0)
 
     def forget(self, tenant: TenantInfo) -> None:
         key = tenant_scope_key(tenant)
         with self._lock:
             if len(self._epochs) >= self.max_tenants:
                 self._epochs.clear()
+                self._resets += 1
             self._epochs[key] = self._epochs.get(key, 0) + 1
             self._snapshots.pop(key, None)
 
@@ -143,7 +150,12 @@ def _after_commit(session: Session) -> None:
 
 
 def _after_rollback(session: Session) -> None:
-    session.info.pop(_BUMPED, None)
+    # Nothing moved; but a snapshot read inside the transaction after its bump saw
+    # generations that never were: drop it.
+    bumped = session.info.pop(_BUMPED, None)
+    if bumped:
+        for tenant in bumped:
+            snapshots().forget(tenant)
 
 
 def init_app(app: Flask, max_age_s: float) -> None:

@@ -21,7 +21,7 @@ from typing import TypeVar
 from lms_app.caching import generations
 from lms_app.caching.keys import tenant_key
 from lms_app.caching.local import shared_copies
-from lms_app.caching.safe import breaker, cache_claim, cache_get, cache_set
+from lms_app.caching.safe import breaker, cache_claim, cache_get, cache_release, cache_set
 from lms_app.caching.stats import cache_stats
 from lms_app.tenancy.context import require_tenant
 
@@ -54,7 +54,9 @@ def cached_read(
     """
     tenant = require_tenant()
     generation = generations.current(namespace, tenant)
-    full_key = tenant_key(tenant, namespace, f"g{generation}", key)
+    # "p": generations held in PostgreSQL. The previous release keyed Redis-held
+    # generations "g<n>"; numbers restarted at 0, so the letter keeps the two apart.
+    full_key = tenant_key(tenant, namespace, f"p{generation}", key)
     stats = cache_stats()
     outcome: list[str] = []
 
@@ -104,4 +106,7 @@ def _shared_read(
     value = load()
     if value is not None and (keep is None or keep(value)):
         cache_set(full_key, value, ttl_s)
+    elif claim:
+        # Nothing to wait for: the next request for this key must not poll for it.
+        cache_release(f"{full_key}:claim")
     return value

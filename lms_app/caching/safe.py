@@ -114,6 +114,17 @@ def cache_claim(key: str, ttl_ms: int) -> bool:
         return True
 
 
+def cache_release(key: str) -> None:
+    """Drop a claim (best effort: it expires anyway)."""
+    guard = breaker()
+    if not guard.usable():
+        return
+    try:
+        cache.delete(key)
+    except Exception as exc:
+        guard.trip("release", exc)
+
+
 def cache_delete(key: str) -> None:
     _invalidate_or_owe({key: DELETE})
 

@@ -10,6 +10,7 @@ of a listed course or a 404.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, NamedTuple
 
 from flask import current_app
@@ -63,10 +64,18 @@ def course_detail_json(course_id: int, user: AuthUser) -> str | None:
     return course.learner_body
 
 
+# ASCII letters only: PostgreSQL lowercases those as Python does, but not every other
+# letter ("İ", a final "Σ"), so those stay as typed.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+_ASCII_SPACES = re.compile(r"[ \t\n\r\f\v]+")
+
+
 def search_json(q: str, limit: int) -> str:
-    """Search results for `q`, cached per normalised query (case and spacing do not
-    change what websearch_to_tsquery matches)."""
-    normalised = " ".join(q.lower().split())
+    """Search results for `q`, cached per normalised query (ASCII case and spacing do
+    not change what websearch_to_tsquery matches)."""
+    normalised = _ASCII_SPACES.sub(" ", q.translate(_ASCII_LOWER)).strip(" ")
     digest = hashlib.blake2b(normalised.encode(), digest_size=16).hexdigest()
 
     def load() -> str:
