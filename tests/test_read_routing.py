@@ -102,3 +102,37 @@ def test_a_get_that_locks_or_writes_stays_on_the_primary(
     with app.app_context():
         for engine in db.engines.values():
             engine.dispose()
+
+
+def test_the_read_helper_routes_as_the_session_does(make_tenant, database_url, redis_url, tmp_path):
+    """lms_app.db.reads.read skips the Session for reads the Session would send to
+    the read engine, and only those: after a write in the same request it goes
+    through the Session to the primary, like every other statement."""
+    from lms_app.db.reads import read
+
+    app = make_app(database_url, redis_url, tmp_path)
+    tenant = make_tenant()
+
+    @app.get("/test-read-helper/<kind>")
+    def routed(kind: str):
+        from lms_app.tenancy.context import tenant_scope
+
+        with tenant_scope(tenant):
+            if kind == "after a write":
+                db.session.execute(insert(Category).values(name="Helper", slug="helper-cat"))
+            read(select(Course.id)).all()
+            read(select(Category.id)).all()
+            if kind == "locking":
+                read(select(Course.id).with_for_update()).all()
+            db.session.rollback()
+        return {"ok": True}
+
+    client = app.test_client()
+    expected = {"plain": (0, 2), "after a write": (3, 0), "locking": (1, 2)}
+    for kind, (on_primary, on_reader) in expected.items():
+        with statements_by_engine(app) as seen:
+            assert client.get(f"/test-read-helper/{kind}").status_code == 200
+        assert (len(seen["primary"]), len(seen["read"])) == (on_primary, on_reader), (kind, seen)
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose()

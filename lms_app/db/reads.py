@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Executable, Result
 
+from lms_app.db.session import read_connection
 from lms_app.extensions import db
 
 
@@ -15,6 +16,11 @@ def read(stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
     These reads build no ORM objects, so the ORM execution layer is pure overhead
     (about 0.1 ms a statement, measured); the clause still reaches the session's
     get_bind, so tenant schema and any read routing apply as for session.execute.
+    A read the Session would send to the read engine skips the Session altogether
+    (lms_app.db.session.read_connection).
     """
-    connection = db.session.connection(bind_arguments={"clause": stmt})
+    session = db.session()
+    connection = read_connection(session, stmt) or session.connection(
+        bind_arguments={"clause": stmt}
+    )
     return connection.execute(stmt, params or {})
