@@ -19,8 +19,10 @@ def read(stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
     A read the Session would send to the read engine skips the Session altogether
     (lms_app.db.session.read_connection).
     """
-    session = db.session()
-    connection = read_connection(session, stmt) or session.connection(
-        bind_arguments={"clause": stmt}
-    )
+    # No Session is made for it if the request has none yet (a read-only request
+    # may then need none at all): nothing was written or locked without one.
+    registry = db.session.registry
+    connection = read_connection(registry() if registry.has() else None, stmt)
+    if connection is None:
+        connection = db.session.connection(bind_arguments={"clause": stmt})
     return connection.execute(stmt, params or {})

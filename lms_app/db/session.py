@@ -87,10 +87,11 @@ def is_plain_read(clause: Any) -> bool:
     )
 
 
-def read_connection(session: Session, clause: Any) -> Connection | None:
+def read_connection(session: Session | None, clause: Any) -> Connection | None:
     """A connection of the read engine for `clause`, kept for the rest of the
     request, when the Session would route it there anyway: a read-only request,
-    nothing written or locked so far, a plain read. None otherwise.
+    nothing written or locked so far by `session` (None: the request has none yet),
+    a plain read. None otherwise.
 
     Such a read needs none of the Session's transaction bookkeeping (the read
     engine is in autocommit): setting it up and tearing it down was a fifth of
@@ -98,11 +99,13 @@ def read_connection(session: Session, clause: Any) -> Connection | None:
     """
     if not (has_request_context() and g.get("lms_read_only")):
         return None
-    if session.info.get(PINNED_TO_PRIMARY) or not is_plain_read(clause):
+    if (session is not None and session.info.get(PINNED_TO_PRIMARY)) or not is_plain_read(clause):
         return None
     connection = g.get("lms_read_connection")
     if connection is None:
-        engines = session._db.engines  # type: ignore[attr-defined]
+        from lms_app.extensions import db
+
+        engines = db.engines
         tenant = current_tenant()
         if READ_BIND not in engines or tenant is None:
             return None
