@@ -18,7 +18,12 @@ from lms_app.caching import safe as cache_safety
 from lms_app.caching import stats as cache_stats
 from lms_app.db import retry as db_retry
 from lms_app.db import session as db_session
-from lms_app.db.engines import READ_BIND, engine_options, read_engine_options
+from lms_app.db.engines import (
+    READ_BIND,
+    engine_options,
+    read_engine_options,
+    remember_schema_translation,
+)
 from lms_app.db.monitoring import instrument_engine
 from lms_app.db.pool_health import install_idle_ping
 from lms_app.errors import register_error_handlers
@@ -92,6 +97,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     )
     with app.app_context():
         for engine in db.engines.values():
+            remember_schema_translation(engine)
             instrument_engine(engine, settings.slow_query_ms)
             if settings.pool.pre_ping:
                 install_idle_ping(engine, settings.pool.pre_ping_idle_s)

@@ -7,6 +7,7 @@ connection never carries tenant state (no ``SET search_path``).
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from typing import Any
@@ -91,3 +92,35 @@ def for_schema(engine: Engine, schema: str) -> Engine:
 
 def translate_map(schema: str) -> dict[str, str]:
     return {TENANT_SCHEMA_PLACEHOLDER: schema}
+
+
+# (statement, tenant) pairs remembered per engine: the hot statements of the active
+# schools; a miss costs one regex pass, as without it.
+TRANSLATED_STATEMENTS = 8192
+
+
+def remember_schema_translation(engine: Engine) -> None:
+    """Translate each compiled statement into each tenant's schema once, not per call.
+
+    SQLAlchemy compiles a statement once for every tenant (the schema is a
+    placeholder) and puts the real schema in with a regular expression over the SQL
+    text at every execution: 7 % of GET /me/courses' CPU (py-spy). The text for a
+    given statement and schema never changes, so it is kept, keyed by the compiled
+    string (its hash is cached by Python) and the map's items. This wraps a private
+    method of the dialect's IdentifierPreparer (SQLAlchemy 2.0/2.1): if it is
+    missing, nothing is changed.
+    """
+    preparer = engine.dialect.identifier_preparer
+    render = getattr(preparer, "_render_schema_translates", None)
+    if render is None or getattr(render, "lms_remembered", False):
+        return
+
+    @functools.lru_cache(maxsize=TRANSLATED_STATEMENTS)
+    def translated(statement: str, items: tuple[tuple[Any, Any], ...]) -> str:
+        return render(statement, dict(items))
+
+    def translate(statement: str, schema_translate_map: dict[Any, Any]) -> str:
+        return translated(statement, tuple(schema_translate_map.items()))
+
+    translate.lms_remembered = True  # type: ignore[attr-defined]
+    preparer._render_schema_translates = translate  # type: ignore[method-assign]
