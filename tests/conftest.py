@@ -232,6 +232,28 @@ def count_queries(app: Flask) -> Callable[[], contextlib.AbstractContextManager[
     return functools.partial(count_statements, app)
 
 
+@contextlib.contextmanager
+def cache_reads_of(app: Flask) -> Iterator[list[tuple]]:
+    """The shared-cache reads (MGETs, by their keys) `app` makes inside the block: the
+    real cache still answers them."""
+    from lms_app.extensions import cache
+
+    with app.app_context():
+        backend = cache.cache
+    calls: list[tuple] = []
+    real_get_many = backend.get_many
+
+    def counting_get_many(*keys):
+        calls.append(keys)
+        return real_get_many(*keys)
+
+    backend.get_many = counting_get_many
+    try:
+        yield calls
+    finally:
+        del backend.get_many
+
+
 # --- staged races ------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from tests import servers
 from tests.conftest import (
     PLATFORM_HEADERS,
     another_process,
+    cache_reads_of,
     count_statements,
     dispose,
     make_app,
@@ -883,22 +884,10 @@ def test_a_miss_that_stores_nothing_does_not_hold_up_the_next_request(app, schoo
     with another_process(app, tmp_path, cache_local_s=30) as process:
         client = process.test_client()
         assert client.get(f"{API}/me", headers=student).status_code == 200  # auth warm
-        with process.app_context():
-            backend = cache.cache
-        calls: list[tuple] = []
-        real_get_many = backend.get_many
-
-        def counting_get_many(*keys):
-            calls.append(keys)
-            return real_get_many(*keys)
-
-        backend.get_many = counting_get_many
-        try:
+        with cache_reads_of(process) as calls:
             gets = []
             for _ in range(3):
                 before = len(calls)
                 assert client.get(url, headers=student).status_code == 404
                 gets.append(len(calls) - before)
-        finally:
-            del backend.get_many
     assert gets == [1, 1, 1]

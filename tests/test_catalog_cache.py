@@ -21,7 +21,15 @@ from lms_app.catalog.page_cache import CACHED_PAGE_SIZES
 from lms_app.extensions import cache
 from lms_app.web.pagination import encode_cursor
 from tests import servers
-from tests.conftest import another_process, count_statements, dispose, login, make_app, user_email
+from tests.conftest import (
+    another_process,
+    cache_reads_of,
+    count_statements,
+    dispose,
+    login,
+    make_app,
+    user_email,
+)
 from tests.test_catalog_api import (
     API,
     insert_courses,
@@ -282,17 +290,7 @@ def test_a_page_read_from_redis_is_kept_as_a_process_copy(app, client, school, t
     insert_courses(app, school.tenant, 3)
     student = school.headers["student"]
     catalog(client, student)  # this process reads the page from the database, fills Redis
-    with another_process(app, tmp_path, cache_local_s=30) as other:
-        with other.app_context():
-            backend = cache.cache
-            calls: list[tuple] = []
-            real = backend.get_many
-
-            def counting_get_many(*keys):
-                calls.append(keys)
-                return real(*keys)
-
-            backend.get_many = counting_get_many
+    with another_process(app, tmp_path, cache_local_s=30) as other, cache_reads_of(other) as calls:
         there = other.test_client()
         catalog(there, student)  # from Redis
         read_from_redis = len(calls)

@@ -77,14 +77,20 @@ def percentage(completed: Any, total: Any) -> ColumnElement[Any]:
     ).label("progress_percentage")
 
 
+# What decides who may see a lesson, besides the lesson's own is_published.
+COURSE_ACCESS_COLUMNS = (
+    courses.c.is_published.label("course_published"),
+    courses.c.is_archived.label("course_archived"),
+    courses.c.instructor_id,
+)
+
+
 def _lesson_visibility_columns() -> list[ColumnElement[Any]]:
     return [
         lessons.c.id,
         lessons.c.course_id,
         lessons.c.is_published,
-        courses.c.is_published.label("course_published"),
-        courses.c.is_archived.label("course_archived"),
-        courses.c.instructor_id,
+        *COURSE_ACCESS_COLUMNS,
         enrollments.c.status.label("enrollment_status"),
     ]
 
@@ -107,9 +113,7 @@ LESSON_CONTENT = (
         lessons.c.is_published,
         lessons.c.created_at,
         lessons.c.updated_at,
-        courses.c.is_published.label("course_published"),
-        courses.c.is_archived.label("course_archived"),
-        courses.c.instructor_id,
+        *COURSE_ACCESS_COLUMNS,
     )
     .join(courses, courses.c.id == lessons.c.course_id)
     .where(lessons.c.id == bindparam("lesson_id", type_=BigInteger))
