@@ -17,7 +17,9 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # A sync worker is idle while it waits on PostgreSQL, Redis or the client's close;
 # a second one per core fills that time without threads contending for the GIL.
 # Heroku sets WEB_CONCURRENCY from the dyno's memory.
-workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
+# The cores this process may use (a container's share, not the host's).
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (_cores or 1))))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))

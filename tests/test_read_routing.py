@@ -136,3 +136,51 @@ def test_the_read_helper_routes_as_the_session_does(make_tenant, database_url, r
     with app.app_context():
         for engine in db.engines.values():
             engine.dispose()
+
+
+def test_requests_sharing_an_app_context_read_their_own_tenant(app, client, make_tenant):
+    """Found in review: a read connection kept on `g` for the request outlived it when
+    several requests ran in one app context (tests, scripts), and the second school's
+    request read, and cached, the first school's course. Reads now take a connection
+    per statement; the same for the read-only flag, set on every request."""
+    first, second = make_school(app, make_tenant()), make_school(app, make_tenant())
+    mine = new_course(client, first.headers["instructor"], is_published=True, title="First's")
+    theirs = new_course(client, second.headers["instructor"], is_published=True, title="Second's")
+    assert mine["id"] == theirs["id"]  # both schools start their ids at 1
+    with app.app_context():
+        for school, title in ((first, "First's"), (second, "Second's")):
+            r = client.get(f"{API}/courses/{mine['id']}", headers=school.headers["student"])
+            assert r.status_code == 200 and r.get_json()["title"] == title
+        # and a write after those reads still writes
+        r = client.patch(
+            f"{API}/courses/{mine['id']}", json={"title": "Renamed"}, headers=first.headers["admin"]
+        )
+        assert r.status_code == 200
+        r = client.get(f"{API}/courses/{mine['id']}", headers=first.headers["student"])
+        assert r.get_json()["title"] == "Renamed"
+
+
+def test_a_get_mixing_the_read_helper_and_the_session_holds_one_read_connection(
+    app, client, make_tenant
+):
+    """Found in review: a GET that reads through both held two read-pool connections
+    at once (a pool deadlock under threads at the pool's size)."""
+    school = make_school(app, make_tenant())
+    course = new_course(client, school.headers["instructor"], is_published=True)
+    with app.app_context():
+        pool = db.engines[READ_BIND].pool
+    most = [0]
+    real_checkout = pool._do_get
+
+    def counting_checkout():
+        connection = real_checkout()
+        most[0] = max(most[0], pool.checkedout())
+        return connection
+
+    pool._do_get = counting_checkout
+    try:
+        url = f"{API}/courses/{course['id']}/enrollments"
+        assert client.get(url, headers=school.headers["admin"]).status_code == 200
+    finally:
+        del pool._do_get
+    assert most[0] == 1

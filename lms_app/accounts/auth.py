@@ -134,8 +134,15 @@ def verified_claims(tenant: TenantInfo, token: str) -> tuple[int, int] | None:
     return claims
 
 
+def _forget_previous_user() -> None:
+    # `g` belongs to the app context, which can outlive one request (tests, scripts):
+    # a request never starts out as the previous request's user.
+    g.pop("user", None)
+
+
 def init_app(app: Flask) -> None:
     app.extensions["lms_verified_tokens"] = VerifiedTokens()
+    app.before_request(_forget_previous_user)
 
 
 def authenticate() -> AuthUser:

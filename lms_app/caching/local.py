@@ -21,9 +21,12 @@ from flask import Flask, current_app
 
 T = TypeVar("T")
 
-# Entries kept per process (least recently used first out): a school's hot course
-# details, pages and users' auth states; a few tens of MB at most.
-DEFAULT_MAX_ENTRIES = 20_000
+# Entries kept per process (least recently used first out): hot course details,
+# pages, lessons and users' auth states. Values of retired generations stay until
+# pushed out, so count on the cap being reached: the largest values (lessons, at most
+# learning.service.LOCAL_LESSON_MAX_CHARS) bound it to about 10,000 x 8 KB, 80 MB of
+# ASCII text per worker; most entries are far smaller.
+DEFAULT_MAX_ENTRIES = 10_000
 
 
 class LocalCopies:

@@ -103,7 +103,12 @@ def _shared_read(
             if value is not None:
                 outcome.append("hit")
                 return value
-    value = load()
+    try:
+        value = load()
+    except BaseException:
+        if claim:
+            cache_release(f"{full_key}:claim")  # nobody should wait for a failed load
+        raise
     if value is not None and (keep is None or keep(value)):
         cache_set(full_key, value, ttl_s)
     elif claim:

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Executable, Result
 
-from lms_app.db.session import read_connection
+from lms_app.db.session import reader_for
 from lms_app.extensions import db
 
 
@@ -17,12 +17,16 @@ def read(stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
     (about 0.1 ms a statement, measured); the clause still reaches the session's
     get_bind, so tenant schema and any read routing apply as for session.execute.
     A read the Session would send to the read engine skips the Session altogether
-    (lms_app.db.session.read_connection).
+    (lms_app.db.session.reader_for).
     """
     # No Session is made for it if the request has none yet (a read-only request
     # may then need none at all): nothing was written or locked without one.
     registry = db.session.registry
-    connection = read_connection(registry() if registry.has() else None, stmt)
-    if connection is None:
+    reader = reader_for(registry() if registry.has() else None, stmt)
+    if reader is None:
         connection = db.session.connection(bind_arguments={"clause": stmt})
-    return connection.execute(stmt, params or {})
+        return connection.execute(stmt, params or {})
+    # The rows are fetched and the connection handed back at once: a request never
+    # holds a second read connection beside its Session's, and nothing outlives it.
+    with reader.connect() as connection:
+        return connection.execute(stmt, params or {}).freeze()()

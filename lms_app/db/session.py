@@ -31,13 +31,12 @@ READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def init_app(app: Flask) -> None:
     app.before_request(_mark_read_only_requests)
-    app.teardown_appcontext(_close_read_connection)
 
 
 def _mark_read_only_requests() -> None:
     """GET/HEAD/OPTIONS requests may send their plain SELECTs to the read engine."""
-    if request.method in READ_ONLY_METHODS:
-        g.lms_read_only = True
+    # Set either way: an app context can outlive one request (tests, scripts).
+    g.lms_read_only = request.method in READ_ONLY_METHODS
 
 
 class TenantSession(flask_sqlalchemy.session.Session):
@@ -87,37 +86,26 @@ def is_plain_read(clause: Any) -> bool:
     )
 
 
-def read_connection(session: Session | None, clause: Any) -> Connection | None:
-    """A connection of the read engine for `clause`, kept for the rest of the
-    request, when the Session would route it there anyway: a read-only request,
-    nothing written or locked so far by `session` (None: the request has none yet),
-    a plain read. None otherwise.
+def reader_for(session: Session | None, clause: Any) -> Engine | None:
+    """The read engine's view of the request's tenant, for a statement the Session
+    would route there anyway: a read-only request, nothing written or locked so far
+    by `session` (None: the request has none yet), a plain read. None otherwise.
 
-    Such a read needs none of the Session's transaction bookkeeping (the read
-    engine is in autocommit): setting it up and tearing it down was a fifth of
+    Such a read needs none of the Session's transaction bookkeeping (the read engine
+    is in autocommit): setting it up and tearing it down was a fifth of
     GET /courses/<id>/progress' CPU (py-spy).
     """
     if not (has_request_context() and g.get("lms_read_only")):
         return None
     if (session is not None and session.info.get(PINNED_TO_PRIMARY)) or not is_plain_read(clause):
         return None
-    connection = g.get("lms_read_connection")
-    if connection is None:
-        from lms_app.extensions import db
+    from lms_app.extensions import db
 
-        engines = db.engines
-        tenant = current_tenant()
-        if READ_BIND not in engines or tenant is None:
-            return None
-        connection = for_schema(engines[READ_BIND], tenant.schema_name).connect()
-        g.lms_read_connection = connection
-    return connection
-
-
-def _close_read_connection(_exc: BaseException | None) -> None:
-    connection = g.pop("lms_read_connection", None)
-    if connection is not None:
-        connection.close()
+    engines = db.engines
+    tenant = current_tenant()
+    if READ_BIND not in engines or tenant is None:
+        return None
+    return for_schema(engines[READ_BIND], tenant.schema_name)
 
 
 def _writes_through_cte(stmt: Select[Any]) -> bool:

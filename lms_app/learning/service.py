@@ -84,8 +84,9 @@ def _staff_course(user: AuthUser, course_id: int) -> Row[Any]:
 # --- lessons --------------------------------------------------------------------------
 
 
-# Lessons longer than this are cached in the shared cache only, not in every process.
-LOCAL_LESSON_MAX_CHARS = 64 * 1024
+# Lessons longer than this are cached in the shared cache only, not in every process
+# (it bounds the process copies' memory: lms_app.caching.local).
+LOCAL_LESSON_MAX_CHARS = 8 * 1024
 # Part of every lesson key: bump it whenever CachedLesson changes shape.
 LESSON_FORMAT = 1
 _LESSON = LessonSchema()

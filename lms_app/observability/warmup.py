@@ -62,6 +62,15 @@ def hot_statements() -> list[Executable]:
 
 
 def warm_up(app: Flask) -> None:
+    # Nothing here may fail a worker's boot: gunicorn stops the whole server when a
+    # worker dies in post_worker_init.
+    try:
+        _warm_up(app)
+    except Exception as exc:
+        log.warning("warm_up error=%s", type(exc).__name__)
+
+
+def _warm_up(app: Flask) -> None:
     with app.app_context():
         for bind, engine in db.engines.items():
             try:
@@ -81,7 +90,7 @@ def warm_up(app: Flask) -> None:
 
 def _compile(engine: Engine) -> None:
     for stmt in hot_statements():
-        # Refused by design (no such schema, or no parameters given): the SQL was
-        # compiled and cached on the way.
-        with engine.connect() as connection, contextlib.suppress(Exception):
+        # Refused by design (no parameters given): the SQL was compiled and cached
+        # on the way.
+        with contextlib.suppress(Exception), engine.connect() as connection:
             connection.execute(stmt)

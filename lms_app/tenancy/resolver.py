@@ -80,6 +80,8 @@ def forget_dropped(tenant: TenantInfo) -> None:
 
 
 def _before_request() -> None:
+    # `g` can outlive one request (tests, scripts): no request inherits a tenant.
+    g.pop("tenant", None)
     if request.path.startswith(TENANT_URL_PREFIX):
         g.tenant = resolve_tenant()
 
