@@ -171,3 +171,24 @@ def test_cli_changes_are_seen_by_requests_at_once(app: Flask, client, cli_slugs:
 
     assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
     assert client.get("/api/v1/tenant", headers=headers).status_code == 404
+
+
+def test_retire_caches_moves_every_generation_of_every_school(app: Flask, make_tenant) -> None:
+    from lms_app.caching import generations
+    from lms_app.caching.models import CacheGeneration
+
+    schools = [make_tenant(), make_tenant()]
+
+    def generations_of(tenant) -> dict[str, int]:
+        with app.app_context(), tenant_scope(tenant):
+            rows = db.session.execute(select(CacheGeneration.namespace, CacheGeneration.generation))
+            found = {row.namespace: row.generation for row in rows}
+            db.session.rollback()
+            return found
+
+    before = [generations_of(t) for t in schools]
+    result = app.test_cli_runner().invoke(args=["tenants", "retire-caches"])
+    assert result.exit_code == 0, result.output
+    for tenant, was in zip(schools, before, strict=True):
+        now = generations_of(tenant)
+        assert now == {ns: was.get(ns, 0) + 1 for ns in generations.ALL}

@@ -10,6 +10,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from tqdm import tqdm
 
+from lms_app.caching import generations
 from lms_app.extensions import db
 from lms_app.tenancy.provisioning import (
     NewTenant,
@@ -47,6 +48,17 @@ def create_command(
     forget_tenant(slug)
     elapsed = (time.perf_counter() - started) * 1000
     click.echo(f"created tenant {tenant.slug} (schema {tenant.schema_name}) in {elapsed:.0f} ms")
+
+
+@tenants_cli.command("retire-caches")
+def retire_caches_command() -> None:
+    """Retire every cached value of every school (after a rolling deploy whose old
+    processes kept their invalidations elsewhere, or after writing to the tables by
+    hand). One statement per school; values expire on their TTL."""
+    rows = list_tenants(db.engine)
+    for tenant in tqdm(rows, desc="retire caches", unit="tenant", file=sys.stderr):
+        generations.bump_committed(tenant, *generations.ALL)
+    click.echo(f"retired the cached values of {len(rows)} tenant(s)")
 
 
 @tenants_cli.command("list")
