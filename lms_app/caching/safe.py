@@ -3,11 +3,10 @@
 Every call has the client's short socket timeout (CACHE_TIMEOUT_MS). After a
 failure the breaker opens for CACHE_BREAKER_SECONDS: reads and fills are skipped
 (straight to the database, no timeout paid per request), then the cache is tried
-again. Invalidations (delete, generation INCR) are always attempted; one that fails
-is remembered and replayed before this process reads or fills the cache again, so
-the process that made a change never reads what the change invalidated. Other
-processes may until the replay succeeds, and if this process dies first, until the
-entry's TTL.
+again. The one invalidation left in Redis, the tenant registry's counter INCR, is
+always attempted; one that fails is remembered and replayed before this process
+reads or fills the cache again (cached namespaces keep their generations in
+PostgreSQL: lms_app.caching.generations).
 """
 
 from __future__ import annotations
@@ -125,16 +124,8 @@ def cache_release(key: str) -> None:
         guard.trip("release", exc)
 
 
-def cache_delete(key: str) -> None:
-    _invalidate_or_owe({key: DELETE})
-
-
 def cache_incr(key: str) -> None:
-    cache_incr_many([key])
-
-
-def cache_incr_many(keys: Sequence[str]) -> None:
-    _invalidate_or_owe(dict.fromkeys(keys, INCR))
+    _invalidate_or_owe({key: INCR})
 
 
 def _invalidate(ops: dict[str, str]) -> None:
