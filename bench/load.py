@@ -278,7 +278,9 @@ def pick_learners(url: str, schema: str, n: int, seed: int) -> list[Learner]:
         for uid, lid, pct in cur.fetchall():
             progress[uid][lid] = pct
     conn.close()
-    out = []
+    out: list[Learner] = []
+    if n == 0:
+        return out
     for uid in candidates:
         courses, lessons = lms[uid]
         if courses and lessons and floor[uid][0] and floor[uid][1]:
@@ -1017,6 +1019,8 @@ def prepare_tokens(run: Run, lms: Server) -> dict[int, str]:
     tokens = mint_tokens(run.app_env, slug, run.info.schema, ids)
     for lrn in run.learners:
         lrn.token = tokens[lrn.uid]
+    if not run.learners:  # --steps "": wrk only
+        return tokens
     check_token(lms.port, slug, run.learners[-1], "minted")
     sample = run.learners[:LOGIN_SAMPLE]
     run.login_ms, run.login_failures = login_sample(lms.port, slug, sample)
@@ -1298,7 +1302,7 @@ def main(argv: list[str] | None = None) -> int:
         data_s,
         app_env,
         procfile_web_command(),
-        pick_learners(url, info.schema, max(steps), args.seed),
+        pick_learners(url, info.schema, max(steps, default=0), args.seed),
     )
     try:
         with ExitStack() as stack:

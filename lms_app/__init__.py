@@ -29,6 +29,7 @@ from lms_app.db.pool_health import install_idle_ping
 from lms_app.errors import register_error_handlers
 from lms_app.extensions import api, cache, db
 from lms_app.observability import access_log
+from lms_app.observability.liveness import Liveness
 from lms_app.observability.logging import configure_logging
 from lms_app.web import bodies, converters, openapi, sessions
 from lms_app.web.json import ApiJSONProvider
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
         )
+    app.wsgi_app = Liveness(app.wsgi_app, log_requests=settings.access_log)
     # No redirects: `//` in a path is a 404, not a 308 with an HTML body and a
     # Location built from the Host header.
     app.url_map.merge_slashes = False

@@ -20,6 +20,7 @@ from sqlalchemy import event, select, text
 
 from config.settings import Settings
 from lms_app import create_app
+from lms_app.db import monitoring
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo, tenant_scope
 from lms_app.tenancy.migrations import upgrade_public
@@ -215,13 +216,20 @@ def count_statements(app: Flask) -> Iterator[QueryCounter]:
     def on_execute(conn, cursor, statement, parameters, context, executemany):
         counter.add(statement)
 
+    def on_prepared(engine, statement):
+        if engine.pool in pools:
+            counter.add(statement)
+
     with app.app_context():
         engines = list(db.engines.values())
+    pools = {engine.pool for engine in engines}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", on_execute)
+    monitoring.observe(on_prepared)
     try:
         yield counter
     finally:
+        monitoring.unobserve(on_prepared)
         for engine in engines:
             event.remove(engine, "before_cursor_execute", on_execute)
 

@@ -13,6 +13,7 @@ their read, and both are bounded.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from lms_app.caching.generations import CATALOG, Snapshots, bump_statement, snap
 from lms_app.caching.keys import tenant_scope_key
 from lms_app.caching.local import LocalCopies
 from lms_app.caching.safe import breaker
+from lms_app.db import monitoring
 from lms_app.db.engines import for_schema
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo, tenant_scope
@@ -106,21 +108,36 @@ def test_a_deactivation_while_redis_refuses_writes_reaches_other_processes(
     assert there.get(f"{API}/me", headers=student).status_code == 401
 
 
+@contextlib.contextmanager
 def _on_snapshot_read(engines, action):
     """Run `action()` once, right after the first generation snapshot SELECT that any
-    of `engines` sends; returns the listener (to remove)."""
+    of `engines` sends (through SQLAlchemy or prepared: lms_app.db.prepared)."""
     fired: list[bool] = []
+    pools = {engine.pool for engine in engines}
 
-    def listener(conn, cursor, statement, parameters, context, executemany):
+    def seen(statement):
         if fired or not statement.startswith("SELECT"):
             return
         if ".cache_generations.namespace" in statement:
             fired.append(True)
             action()
 
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        seen(statement)
+
+    def prepared(engine, statement):
+        if engine.pool in pools:
+            seen(statement)
+
     for engine in engines:
         event.listen(engine, "after_cursor_execute", listener)
-    return listener
+    monitoring.observe(prepared)
+    try:
+        yield
+    finally:
+        monitoring.unobserve(prepared)
+        for engine in engines:
+            event.remove(engine, "after_cursor_execute", listener)
 
 
 def test_a_snapshot_read_while_another_thread_commits_is_not_kept(app, make_tenant, tmp_path):
@@ -146,13 +163,9 @@ def test_a_snapshot_read_while_another_thread_commits_is_not_kept(app, make_tena
 
         with process.app_context():
             engines = list(db.engines.values())
-        listener = _on_snapshot_read(engines, write_from_another_thread)
-        try:
+        with _on_snapshot_read(engines, write_from_another_thread):
             r = client.get(f"{API}/courses/{course['id']}", headers=student)
             assert r.status_code == 200
-        finally:
-            for engine in engines:
-                event.remove(engine, "after_cursor_execute", listener)
         assert stored_generation(app, school.tenant, CATALOG) >= 2  # the rename committed
         r = client.get(f"{API}/courses/{course['id']}", headers=student)
         assert r.get_json()["title"] == "After"
@@ -179,11 +192,8 @@ def test_a_snapshot_read_across_a_reset_of_the_epochs_is_not_kept(app, make_tena
             for i in range(10):  # other schools' writes meanwhile: the epochs start over
                 own.forget(_fake_tenant(10_000 + i))
 
-        listener = _on_snapshot_read([db.engine], commit_a_write_and_many_forgets)
-        try:
+        with _on_snapshot_read([db.engine], commit_a_write_and_many_forgets):
             own.of(tenant)  # read before the write committed
-        finally:
-            event.remove(db.engine, "after_cursor_execute", listener)
         db.session.rollback()
         assert len(own._epochs) <= 10
         assert own.of(tenant).get(CATALOG, 0) == before + 1, "a pre-write snapshot was kept"

@@ -31,13 +31,15 @@ from lms_app.accounts.models import User
 from lms_app.caching import generations
 from lms_app.caching.keys import tenant_scope_key
 from lms_app.caching.reads import cached_read
+from lms_app.db.prepared import prepare
 from lms_app.db.reads import read as read_columns
 from lms_app.errors import abort
 from lms_app.tenancy.context import TenantInfo, require_tenant
 
 F = TypeVar("F", bound=Callable[..., Any])
-AUTH_STATE = select(User.role, User.is_active, User.token_version).where(
-    User.id == bindparam("user_id")
+AUTH_STATE = prepare(
+    select(User.role, User.is_active, User.token_version).where(User.id == bindparam("user_id")),
+    "auth_state",
 )
 AuthState = tuple[str, bool, int]  # role, is_active, token_version
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from lms_app.caching.keys import tenant_scope_key
 from lms_app.caching.models import CacheGeneration
 from lms_app.db.engines import for_schema
+from lms_app.db.prepared import prepare
 from lms_app.tenancy.context import TenantInfo, require_tenant
 
 # The namespaces of DESIGN.md's caching section. Per-user learning data (progress,
@@ -47,7 +48,7 @@ ALL = (CATALOG, COURSE, LESSON, SEARCH, CATEGORIES, ANALYTICS, AUTH)
 
 # Session.info key: the tenants whose generations this transaction moved.
 _BUMPED = "lms_generations_bumped"
-_SNAPSHOT = select(CacheGeneration.namespace, CacheGeneration.generation)
+_SNAPSHOT = prepare(select(CacheGeneration.namespace, CacheGeneration.generation), "generations")
 _GENERATION = CacheGeneration.__table__.c.generation
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.orm import aliased
 from lms_app.accounts.models import User
 from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.db.arrays import array_param
+from lms_app.db.prepared import prepare
 from lms_app.db.reads import read as _read
 from lms_app.learning.models import Enrollment, LessonProgress
 from lms_app.web.pagination import page
@@ -208,7 +209,7 @@ def _overlay_statement() -> Select[Any]:
     return select(page_ids.c.id, *_overlay_columns(page_ids.c.id, unpublished))
 
 
-OVERLAY_STATEMENT = _overlay_statement()
+OVERLAY_STATEMENT = prepare(_overlay_statement(), "catalog_overlay")
 
 
 def catalog_rows(

@@ -4,16 +4,51 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
+from collections.abc import Callable
 
 from sqlalchemy import Engine, event
+from sqlalchemy.pool import Pool
 
 log = logging.getLogger("lms_app.sql")
+
+# Threshold per pool: an engine's schema views (execution_options) share its pool.
+_slow_ms: weakref.WeakKeyDictionary[Pool, int] = weakref.WeakKeyDictionary()
+
+
+# Called with (engine, statement) for statements run past SQLAlchemy's cursor
+# events, so whoever counts statements on those events sees these too.
+StatementObserver = Callable[[Engine, str], None]
+_observers: list[StatementObserver] = []
+
+
+def observe(observer: StatementObserver) -> None:
+    _observers.append(observer)
+
+
+def unobserve(observer: StatementObserver) -> None:
+    _observers.remove(observer)
+
+
+def note_statement(engine: Engine, statement: str, elapsed_ms: float) -> None:
+    """Account for a statement run past SQLAlchemy's cursor events (lms_app.db.prepared)."""
+    slow_ms = _slow_ms.get(engine.pool)
+    if slow_ms is not None and elapsed_ms >= slow_ms:
+        _log_slow(statement, elapsed_ms)
+    for observer in _observers:
+        observer(engine, statement)
+
+
+def _log_slow(statement: str, elapsed_ms: float) -> None:
+    # Statement text only: parameters may carry personal data.
+    log.warning("slow_statement ms=%.0f sql=%s", elapsed_ms, " ".join(statement.split())[:500])
 
 
 def instrument_engine(engine: Engine, slow_query_ms: int) -> None:
     if getattr(engine, "_lms_instrumented", False):
         return
     engine._lms_instrumented = True  # type: ignore[attr-defined]
+    _slow_ms[engine.pool] = slow_query_ms
 
     @event.listens_for(engine, "before_cursor_execute")
     def _start(conn, cursor, statement, parameters, context, executemany):
@@ -24,10 +59,7 @@ def instrument_engine(engine: Engine, slow_query_ms: int) -> None:
         started = conn.info["lms_query_start"].pop()
         elapsed_ms = (time.perf_counter() - started) * 1000
         if elapsed_ms >= slow_query_ms:
-            # Statement text only: parameters may carry personal data.
-            log.warning(
-                "slow_statement ms=%.0f sql=%s", elapsed_ms, " ".join(statement.split())[:500]
-            )
+            _log_slow(statement, elapsed_ms)
 
     @event.listens_for(engine, "handle_error")
     def _failed(context):

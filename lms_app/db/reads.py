@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Executable, Result
 
+from lms_app.db.prepared import prepared_name, run_prepared
 from lms_app.db.session import reader_for
 from lms_app.extensions import db
+from lms_app.tenancy.context import current_tenant
 
 
 def read(stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
@@ -28,5 +31,8 @@ def read(stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
         return connection.execute(stmt, params or {})
     # The rows are fetched and the connection handed back at once: a request never
     # holds a second read connection beside its Session's, and nothing outlives it.
+    settings = current_app.config["LMS_SETTINGS"]
+    if prepared_name(stmt) is not None and settings.pool.prepared_statements:
+        return run_prepared(reader, stmt, current_tenant().schema_name, params or {})
     with reader.connect() as connection:
         return connection.execute(stmt, params or {}).freeze()()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
 
 from lms_app.db.engines import READ_BIND, for_schema
+from lms_app.db.prepared import OPTION as PREPARE_OPTION
 from lms_app.tenancy.context import current_tenant
 
 # Session.info key: once a session wrote (or locked), its later reads stay on the
@@ -97,7 +98,10 @@ def reader_for(session: Session | None, clause: Any) -> Engine | None:
     """
     if not (has_request_context() and g.get("lms_read_only")):
         return None
-    if (session is not None and session.info.get(PINNED_TO_PRIMARY)) or not is_plain_read(clause):
+    if session is not None and session.info.get(PINNED_TO_PRIMARY):
+        return None
+    # A prepared statement was checked to be a plain read when it was marked.
+    if not (clause._execution_options.get(PREPARE_OPTION) or is_plain_read(clause)):
         return None
     from lms_app.extensions import db
 

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from lms_app.accounts.models import User
 from lms_app.catalog.models import Course, Lesson
 from lms_app.db.arrays import array_param
+from lms_app.db.prepared import prepare
 from lms_app.db.reads import read
 from lms_app.extensions import db
 from lms_app.learning.models import Enrollment, LessonProgress
@@ -144,6 +145,9 @@ LEARNER_STATE = select(
 )
 
 
+LEARNER_STATE = prepare(LEARNER_STATE, "learner_state")
+
+
 # Both at once, when the lesson is not in the cache: still one statement.
 LESSON_WITH_STATE = (
     LESSON_CONTENT.add_columns(*LEARNER_STATE.selected_columns)
@@ -162,6 +166,9 @@ LESSON_WITH_STATE = (
         ),
     )
 )
+
+
+LESSON_WITH_STATE = prepare(LESSON_WITH_STATE, "lesson_with_state")
 
 
 def lesson_with_state(lesson_id: int, user_id: int) -> Row[Any] | None:
@@ -211,6 +218,7 @@ COURSE_FACTS = select(
     courses.c.is_archived,
     courses.c.total_lessons,
 ).where(courses.c.id == _COURSE_ID)
+COURSE_FACTS = prepare(COURSE_FACTS, "course_facts")
 
 
 def course_facts(course_id: int) -> Row[Any] | None:
@@ -243,7 +251,7 @@ def _course_progress_statement() -> Select[Any]:
     )
 
 
-COURSE_PROGRESS = _course_progress_statement()
+COURSE_PROGRESS = prepare(_course_progress_statement(), "course_progress")
 
 
 def course_progress(course_id: int, user_id: int) -> Row[Any] | None:
@@ -314,7 +322,10 @@ def _my_courses_statement(after: bool) -> Select[Any]:
     )
 
 
-MY_COURSES = {after: _my_courses_statement(after) for after in (False, True)}
+MY_COURSES = {
+    after: prepare(_my_courses_statement(after), f"my_courses_{int(after)}")
+    for after in (False, True)
+}
 
 
 def my_courses(user_id: int, limit: int, after: tuple[datetime, int] | None) -> list[Row[Any]]:

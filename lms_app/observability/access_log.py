@@ -30,10 +30,14 @@ def _quoted(value: str | None) -> str:
     return "null" if value is None else f'"{value}"'
 
 
+def request_id(given: str | None) -> str:
+    """The client's request id when it looks like one, else a new one."""
+    return given if given and _SANE_REQUEST_ID.fullmatch(given) else os.urandom(8).hex()
+
+
 def _start() -> None:
     g.lms_started = time.perf_counter()
-    given = request.headers.get(REQUEST_ID_HEADER)
-    g.request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else os.urandom(8).hex()
+    g.request_id = request_id(request.headers.get(REQUEST_ID_HEADER))
 
 
 def _write_line(response: Response) -> Response:
@@ -44,22 +48,42 @@ def _write_line(response: Response) -> Response:
     rule = request.url_rule
     tenant = g.get("tenant")
     user = g.get("user")
+    write_line(
+        _method(),
+        rule.rule if rule is not None else None,
+        response.status_code,
+        started,
+        tenant.slug if tenant is not None else None,
+        user.id if user is not None else None,
+        g.request_id,
+    )
+    return response
+
+
+def write_line(
+    method: str,
+    route: str | None,
+    status: int,
+    started: float,
+    tenant: str | None,
+    user: int | None,
+    request_id: str,
+) -> None:
     # Every value is either a number or one of: a route template of this app, a
     # method, a validated slug or request id, a timestamp: none needs JSON escaping,
     # which json.dumps would charge for on every request.
     line = (
         f'{{"ts":"{datetime.now(UTC).isoformat(timespec="milliseconds")}",'
-        f'"level":"INFO","logger":"access","method":"{_method()}",'
-        f'"route":{_quoted(rule.rule if rule is not None else None)},'
-        f'"status":{response.status_code},'
+        f'"level":"INFO","logger":"access","method":"{method}",'
+        f'"route":{_quoted(route)},'
+        f'"status":{status},'
         f'"ms":{(time.perf_counter() - started) * 1000:.2f},'
-        f'"tenant":{_quoted(tenant.slug if tenant is not None else None)},'
-        f'"user":{user.id if user is not None else "null"},'
-        f'"request_id":"{g.request_id}"}}\n'
+        f'"tenant":{_quoted(tenant)},'
+        f'"user":{"null" if user is None else user},'
+        f'"request_id":"{request_id}"}}\n'
     )
     # One write(2) per line: lines of concurrent workers never interleave (< PIPE_BUF).
     os.write(1, line.encode())
-    return response
 
 
 def init_app(app: Flask) -> None:
