@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from limits import parse
@@ -148,7 +148,15 @@ class Settings:
     slow_query_ms: int = 1000
     tenant_cache_ttl_s: int = 30
     token_ttl_s: int = 12 * 3600
+    # Replicas (lms_app.db.replicas, lms_app.db.routing): skipped past this lag.
     replica_max_lag_s: float = 5.0
+    replica_max_lag_bytes: int = 16 * 1024 * 1024
+    # How often each process re-reads a replica's replay position and health.
+    replica_check_s: float = 1.0
+    # A replica that failed is out this long, doubling per failure (up to 16x).
+    replica_backoff_s: float = 5.0
+    # How long a user's last write position is kept: it must outlast the lag limit.
+    replica_sticky_s: float = 30.0
     max_content_length: int = 2 * 1024 * 1024
     log_level: str = "INFO"
     # flask-limiter strings for POST /auth/token.
@@ -173,6 +181,8 @@ class Settings:
     cache_timeout_ms: int = 200
     cache_breaker_s: float = 5.0
     pool: PoolSettings = field(default_factory=PoolSettings)
+    # Each replica's own pool (same shape; a short connect timeout by default).
+    replica_pool: PoolSettings = field(default_factory=lambda: PoolSettings(connect_timeout_s=2))
     cache_ttl: CacheTTL = field(default_factory=CacheTTL)
     instance_path: Path = PROJECT_ROOT / "instance"
 
@@ -226,6 +236,14 @@ class Settings:
             }
         )
         instance = env.get("LMS_INSTANCE_PATH")
+        max_lag = _float(env, "REPLICA_MAX_LAG_SECONDS", 5.0)
+        sticky = _float(env, "REPLICA_STICKY_SECONDS", 30.0)
+        if sticky < max_lag + _float(env, "REPLICA_CHECK_SECONDS", 1.0):
+            raise SettingsError(
+                "REPLICA_STICKY_SECONDS must be at least REPLICA_MAX_LAG_SECONDS plus"
+                " REPLICA_CHECK_SECONDS, or a user could read from a replica that has"
+                " not replayed their write"
+            )
         return cls(
             env=app_env,
             database_url=normalize_database_url(raw_db) if raw_db else None,
@@ -237,7 +255,11 @@ class Settings:
             slow_query_ms=_int(env, "SLOW_QUERY_MS", 1000, 1),
             tenant_cache_ttl_s=_int(env, "TENANT_CACHE_TTL", 30),
             token_ttl_s=_int(env, "TOKEN_TTL_SECONDS", 12 * 3600, 60),
-            replica_max_lag_s=_float(env, "REPLICA_MAX_LAG_SECONDS", 5.0),
+            replica_max_lag_s=max_lag,
+            replica_max_lag_bytes=_int(env, "REPLICA_MAX_LAG_BYTES", 16 * 1024 * 1024, 0),
+            replica_check_s=_float(env, "REPLICA_CHECK_SECONDS", 1.0),
+            replica_backoff_s=_float(env, "REPLICA_BACKOFF_SECONDS", 5.0),
+            replica_sticky_s=sticky,
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 2 * 1024 * 1024, 1024),
             log_level=(env.get("LOG_LEVEL") or "INFO").strip().upper(),
             login_limit_per_account=_rate(env, "LOGIN_LIMIT_PER_ACCOUNT", "10/minute"),
@@ -250,6 +272,12 @@ class Settings:
             cache_timeout_ms=_int(env, "CACHE_TIMEOUT_MS", 200, 1),
             cache_breaker_s=_float(env, "CACHE_BREAKER_SECONDS", 5.0),
             pool=pool,
+            replica_pool=replace(
+                pool,
+                size=_int(env, "DB_REPLICA_POOL_SIZE", pool.size, 1),
+                max_overflow=_int(env, "DB_REPLICA_MAX_OVERFLOW", pool.max_overflow),
+                connect_timeout_s=_int(env, "DB_REPLICA_CONNECT_TIMEOUT", 2, 1),
+            ),
             cache_ttl=ttl,
             instance_path=Path(instance) if instance else PROJECT_ROOT / "instance",
         )

@@ -17,6 +17,7 @@ from lms_app.caching import local as cache_local
 from lms_app.caching import safe as cache_safety
 from lms_app.caching import stats as cache_stats
 from lms_app.db import retry as db_retry
+from lms_app.db import routing
 from lms_app.db import session as db_session
 from lms_app.db.engines import (
     READ_BIND,
@@ -98,7 +99,8 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": BEARER_DOC}
     )
     with app.app_context():
-        for engine in db.engines.values():
+        routing.init_app(app, db.engines)
+        for engine in [*db.engines.values(), *routing.replica_engines(app)]:
             remember_schema_translation(engine)
             instrument_engine(engine, settings.slow_query_ms)
             if settings.pool.pre_ping:
@@ -153,8 +155,8 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "SECRET_KEY": settings.secret_key or _development_secret(settings.instance_path),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(settings.pool),
-        # Replicas are not read from yet (no lag check): the read engine is the
-        # primary seen through an autocommit pool.
+        # The primary seen through an autocommit pool: plain reads of read-only
+        # requests when no replica may serve them (lms_app.db.routing).
         "SQLALCHEMY_BINDS": {READ_BIND: read_engine_options(settings.pool, database_url)},
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         "MAX_CONTENT_LENGTH": settings.max_content_length,

@@ -20,7 +20,7 @@ from sqlalchemy import event, select, text
 
 from config.settings import Settings
 from lms_app import create_app
-from lms_app.db import monitoring
+from lms_app.db import monitoring, routing
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo, tenant_scope
 from lms_app.tenancy.migrations import upgrade_public
@@ -106,7 +106,7 @@ def dispose(*apps: Flask) -> None:
     """Close the pools of apps a test made for itself."""
     for other in apps:
         with other.app_context():
-            for engine in db.engines.values():
+            for engine in [*db.engines.values(), *routing.replica_engines(other)]:
                 engine.dispose()
 
 

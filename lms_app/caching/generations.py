@@ -33,6 +33,7 @@ from lms_app.caching.keys import tenant_scope_key
 from lms_app.caching.models import CacheGeneration
 from lms_app.db.engines import for_schema
 from lms_app.db.prepared import prepare
+from lms_app.db.routing import primary_reads
 from lms_app.tenancy.context import TenantInfo, require_tenant
 
 # The namespaces of DESIGN.md's caching section. Per-user learning data (progress,
@@ -136,7 +137,10 @@ class Snapshots:
     def _read() -> Mapping[str, int]:
         from lms_app.db.reads import read
 
-        return {row.namespace: row.generation for row in read(_SNAPSHOT)}
+        # From the primary: generations a replica has not replayed yet would
+        # let this process serve what a write just retired.
+        with primary_reads():
+            return {row.namespace: row.generation for row in read(_SNAPSHOT)}
 
 
 def snapshots() -> Snapshots:

@@ -23,6 +23,7 @@ from lms_app.caching.keys import tenant_key
 from lms_app.caching.local import shared_copies
 from lms_app.caching.safe import breaker, cache_claim, cache_get, cache_release, cache_set
 from lms_app.caching.stats import cache_stats
+from lms_app.db.routing import primary_reads
 from lms_app.tenancy.context import require_tenant
 
 T = TypeVar("T")
@@ -60,8 +61,14 @@ def cached_read(
     stats = cache_stats()
     outcome: list[str] = []
 
+    def fill() -> T | None:
+        # Whatever fills a shared cache reads from the primary: a lagging replica's
+        # value would be kept under the new generation for the whole TTL.
+        with primary_reads():
+            return load()
+
     def shared() -> T | None:
-        return _shared_read(full_key, ttl_s, load, keep, claim, outcome)
+        return _shared_read(full_key, ttl_s, fill, keep, claim, outcome)
 
     def kept_here(value: T) -> bool:
         return (keep is None or keep(value)) and (keep_local is None or keep_local(value))

@@ -124,6 +124,52 @@ def cache_release(key: str) -> None:
         guard.trip("release", exc)
 
 
+# SET key to ARGV[1] unless it holds a larger number; (re)arm the expiry either way.
+_RAISE_TO = """
+local held = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if held < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
+
+
+def cache_raise_to(key: str, value: int, ttl_ms: int) -> bool:
+    """Keep the larger of `value` and what `key` holds, for `ttl_ms`; False if the
+    cache did not take it."""
+    guard = breaker()
+    if not guard.usable():
+        return False
+    backend = cache.cache
+    client = getattr(backend, "_write_client", None)
+    try:
+        if client is None:  # the in-process cache (REDIS_URL unset)
+            held = backend.get(key) or 0
+            backend.set(key, max(held, value), timeout=max(1, ttl_ms // 1000))
+        else:
+            client.eval(_RAISE_TO, 1, backend._get_prefix() + key, value, ttl_ms)
+    except Exception as exc:
+        guard.trip("raise_to", exc)
+        return False
+    return True
+
+
+def cache_get_int(key: str) -> int | None:
+    """The integer at `key` (0 when there is none); None when the cache is unusable,
+    so a caller can tell "nothing recorded" from "cannot know"."""
+    guard = breaker()
+    if not guard.usable():
+        return None
+    try:
+        value = cache.get(key)
+    except Exception as exc:
+        guard.trip("get", exc)
+        return None
+    return int(value) if value is not None else 0
+
+
 def cache_incr(key: str) -> None:
     _invalidate_or_owe({key: INCR})
 

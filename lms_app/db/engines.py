@@ -69,6 +69,18 @@ def read_engine_options(pool: PoolSettings, url: str) -> dict[str, Any]:
     }
 
 
+def replica_engine(url: str, settings: Any) -> Engine:
+    """A streaming replica's engine: autocommit like the read pool, its own pool size,
+    and a short connect timeout (a replica that does not answer is skipped, and the
+    read goes to the primary, rather than making the request wait)."""
+    pool = settings.replica_pool
+    return create_engine(
+        url,
+        **engine_options(pool, application_name="lms_app-replica"),
+        isolation_level="AUTOCOMMIT",
+    )
+
+
 def make_engine(url: str, pool: PoolSettings, application_name: str = "lms_app") -> Engine:
     return create_engine(url, **engine_options(pool, application_name))
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Executable, Result
+from sqlalchemy import Engine, Executable, Result
+from sqlalchemy.exc import DBAPIError
 
 from lms_app.db.prepared import prepared_name, run_prepared
+from lms_app.db.routing import fall_back_to_primary, replica_of
 from lms_app.db.session import reader_for
 from lms_app.extensions import db
 from lms_app.tenancy.context import current_tenant
@@ -29,10 +31,23 @@ def read(stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
     if reader is None:
         connection = db.session.connection(bind_arguments={"clause": stmt})
         return connection.execute(stmt, params or {})
+    try:
+        return _read_on(reader, stmt, params or {})
+    except DBAPIError as error:
+        replica = replica_of(reader)
+        if replica is None:
+            raise
+        # The client never sees a replica's failure: this read, and the rest of the
+        # request's, go to the primary.
+        fall_back_to_primary(replica, error)
+        return _read_on(reader_for(None, stmt), stmt, params or {})
+
+
+def _read_on(reader: Engine, stmt: Executable, params: dict[str, Any]) -> Result[Any]:
     # The rows are fetched and the connection handed back at once: a request never
     # holds a second read connection beside its Session's, and nothing outlives it.
     settings = current_app.config["LMS_SETTINGS"]
     if prepared_name(stmt) is not None and settings.pool.prepared_statements:
-        return run_prepared(reader, stmt, current_tenant().schema_name, params or {})
+        return run_prepared(reader, stmt, current_tenant().schema_name, params)
     with reader.connect() as connection:
-        return connection.execute(stmt, params or {}).freeze()()
+        return connection.execute(stmt, params).freeze()()

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g
+from sqlalchemy.exc import DBAPIError
 
+from lms_app.db.routing import fall_back_to_primary
 from lms_app.errors import is_transient
 from lms_app.extensions import db
 
@@ -28,6 +30,14 @@ def retrying(view: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return view(*args, **kwargs)
         except Exception as exc:
+            replica = g.pop("lms_replica_error", None)
+            if replica is not None and isinstance(exc, DBAPIError):
+                # A read-only request whose replica failed: run it again on the
+                # primary (lms_app.db.routing); the client never sees the replica's
+                # trouble.
+                fall_back_to_primary(replica, exc)
+                db.session.rollback()
+                return view(*args, **kwargs)
             if not is_transient(exc):
                 raise
             log.warning("transaction_retry pgcode=%s", exc.orig.pgcode)  # type: ignore[attr-defined]

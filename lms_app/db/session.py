@@ -20,6 +20,7 @@ from sqlalchemy.sql.dml import UpdateBase
 
 from lms_app.db.engines import READ_BIND, for_schema
 from lms_app.db.prepared import OPTION as PREPARE_OPTION
+from lms_app.db.routing import read_engine
 from lms_app.tenancy.context import current_tenant
 
 # Session.info key: once a session wrote (or locked), its later reads stay on the
@@ -59,7 +60,7 @@ class TenantSession(flask_sqlalchemy.session.Session):
         if bind is not None or not isinstance(resolved, Engine):
             return resolved
         if self._routes_to_reader(resolved, clause):
-            resolved = self._db.engines[READ_BIND]
+            resolved = read_engine()
         tenant = current_tenant()
         return for_schema(resolved, tenant.schema_name) if tenant is not None else resolved
 
@@ -105,11 +106,10 @@ def reader_for(session: Session | None, clause: Any) -> Engine | None:
         return None
     from lms_app.extensions import db
 
-    engines = db.engines
     tenant = current_tenant()
-    if READ_BIND not in engines or tenant is None:
+    if READ_BIND not in db.engines or tenant is None:
         return None
-    return for_schema(engines[READ_BIND], tenant.schema_name)
+    return for_schema(read_engine(), tenant.schema_name)
 
 
 def _writes_through_cte(stmt: Select[Any]) -> bool:
