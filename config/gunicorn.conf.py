@@ -1,10 +1,13 @@
 """gunicorn settings from the environment (Heroku sets PORT and WEB_CONCURRENCY).
 
-Each worker holds two pools (primary and autocommit read pool). A sync worker
-serves one request at a time and so holds at most one connection per pool; with
-GUNICORN_THREADS > 1, WEB_CONCURRENCY x 2 x min(threads, DB_POOL_SIZE +
-DB_MAX_OVERFLOW) must stay below PostgreSQL's max_connections (or put PgBouncer in
-transaction mode in front; lms_app keeps no connection state, so that is safe).
+Each worker holds two pools on the primary (primary and autocommit read pool) and
+one per replica (DATABASE_REPLICA_URLS). A sync worker serves one request at a time
+and so holds at most one connection per pool; with GUNICORN_THREADS > 1,
+WEB_CONCURRENCY x 2 x min(threads, DB_POOL_SIZE + DB_MAX_OVERFLOW) must stay below
+the primary's max_connections, and WEB_CONCURRENCY x min(threads,
+DB_REPLICA_POOL_SIZE + DB_REPLICA_MAX_OVERFLOW) below each replica's (or put
+PgBouncer in transaction mode in front, with DB_PREPARED_STATEMENTS=false before
+PgBouncer 1.21; lms_app keeps no other state on a connection).
 """
 
 import os

@@ -23,7 +23,7 @@ from lms_app.db import monitoring, routing
 from lms_app.db.reads import read
 from lms_app.extensions import db
 from lms_app.tenancy.context import tenant_scope
-from tests.conftest import add_user, dispose, headers_for, make_app
+from tests.conftest import PLATFORM_HEADERS, add_user, dispose, headers_for, make_app
 from tests.streaming_replica import StreamingReplica
 from tests.test_catalog_api import API, make_school, new_course, new_lesson
 
@@ -164,6 +164,19 @@ def test_api_reads_land_on_the_replica_and_writes_on_the_primary(app, school, re
     assert seen["replica"] == 0 and seen["primary"] > 0, seen
 
 
+def test_operators_see_each_replica_and_where_reads_went(app, school, replica):
+    client = app.test_client()
+    progress_of(client, school, "other_student")
+    assert client.get("/platform/replicas").status_code == 401  # operators only
+    r = client.get("/platform/replicas", headers=PLATFORM_HEADERS)
+    assert r.status_code == 200
+    body = r.get_json()
+    (status,) = body["replicas"]
+    assert status["name"] == f"127.0.0.1:{replica.port}/{make_url(replica.url).database}"
+    assert status["up"] is True and status["lag_seconds"] <= MAX_LAG_S
+    assert body["routing"][f"replica:{status['name']}"] >= 1
+
+
 def test_no_replica_configured_reads_from_the_primary_read_pool(
     database_url, redis_url, tmp_path, school
 ):
@@ -219,6 +232,31 @@ def test_a_write_is_read_back_at_once_while_the_replica_is_paused(app, school, r
         return seen["replica"] == 1
 
     wait_until(back_on_replica, what="the replica to serve again")
+
+
+def test_a_write_through_one_process_is_honoured_by_another(
+    app, school, replica, database_url, redis_url, tmp_path
+):
+    """The write position travels through the shared cache, not process memory."""
+    prefix = app.config["CACHE_KEY_PREFIX"]
+    other = replica_app(database_url, redis_url, tmp_path, replica, cache_prefix=prefix)
+    try:
+        before = progress_of(other.test_client(), school)
+        replica.wait_caught_up()
+        replica.pause_replay()
+        try:
+            put_progress(app.test_client(), school, 0, 100)
+            with servers_of(other) as seen:
+                after = progress_of(other.test_client(), school)
+            assert seen["replica"] == 0 and seen["primary"] >= 1, seen
+            assert after["completed_lessons"] == before["completed_lessons"] + 1
+            counts = routing_counts(other)
+            assert counts["primary_read_your_writes"] == 1, counts
+        finally:
+            replica.resume_replay()
+        replica.wait_caught_up()
+    finally:
+        dispose(other)
 
 
 def test_without_the_shared_cache_a_user_reads_from_the_primary(app, school):

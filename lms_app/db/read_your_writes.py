@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import text
 
 from lms_app.caching import safe
@@ -25,11 +25,32 @@ from lms_app.caching.keys import tenant_key
 from lms_app.tenancy.context import TenantInfo
 
 _CURRENT_LSN = text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
-# Kept here as well, so this process honours its own users' writes even when the
-# shared cache did not take them; bounded (oldest dropped first).
-_LOCAL_MAX = 10_000
-_local: dict[str, tuple[int, float]] = {}
-_local_lock = threading.Lock()
+_EXTENSION = "lms_write_positions"
+
+
+class LocalPositions:
+    """This process's copy of its users' write positions, so it honours them even
+    when the shared cache did not take one; bounded (oldest dropped first)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._positions: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, key: str, lsn: int, window_s: float) -> None:
+        with self._lock:
+            if key not in self._positions and len(self._positions) >= self.max_entries:
+                self._positions.pop(next(iter(self._positions)))
+            held = self.get(key)
+            self._positions[key] = (max(held, lsn), time.monotonic() + window_s)
+
+    def get(self, key: str) -> int:
+        found = self._positions.get(key)
+        return found[0] if found is not None and found[1] > time.monotonic() else 0
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[_EXTENSION] = LocalPositions()
 
 
 def _key(tenant: TenantInfo, user_id: int) -> str:
@@ -37,26 +58,23 @@ def _key(tenant: TenantInfo, user_id: int) -> str:
 
 
 def remember(tenant: TenantInfo, user_id: int) -> None:
+    """Record the primary's WAL position now (after the request's commit) as this
+    user's last write in this school."""
     from lms_app.db.engines import READ_BIND
     from lms_app.extensions import db
 
-    settings = current_app.config["LMS_SETTINGS"]
     with db.engines[READ_BIND].connect() as conn:
         lsn = int(conn.execute(_CURRENT_LSN).scalar_one())
-    window_s = settings.replica_sticky_s
-    with _local_lock:
-        if len(_local) >= _LOCAL_MAX:
-            _local.pop(next(iter(_local)))
-        _local[_key(tenant, user_id)] = (lsn, time.monotonic() + window_s)
-    safe.cache_raise_to(_key(tenant, user_id), lsn, int(window_s * 1000))
+    window_s = current_app.config["LMS_SETTINGS"].replica_sticky_s
+    key = _key(tenant, user_id)
+    current_app.extensions[_EXTENSION].put(key, lsn, window_s)
+    safe.cache_raise_to(key, lsn, int(window_s * 1000))
 
 
 def written_lsn(tenant: TenantInfo, user_id: int) -> int | None:
     """The WAL position this user's reads must see (0: none), None if unknown."""
     key = _key(tenant, user_id)
-    local = _local.get(key)
-    here = local[0] if local is not None and local[1] > time.monotonic() else 0
     shared = safe.cache_get_int(key)
     if shared is None:
         return None
-    return max(here, shared)
+    return max(current_app.extensions[_EXTENSION].get(key), shared)

@@ -53,6 +53,9 @@ def init_app(app: Flask, engines: dict[Any, Engine]) -> None:
         backoff_s=settings.replica_backoff_s,
     )
     app.extensions[_EXTENSION] = replica_set
+    from lms_app.db import read_your_writes
+
+    read_your_writes.init_app(app)
     for replica in replicas:
         _flag_failures(replica)
     app.after_request(_remember_writes)

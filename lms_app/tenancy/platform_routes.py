@@ -9,11 +9,13 @@ from flask import current_app, request
 from flask.views import MethodView
 
 from lms_app.caching.stats import cache_stats
+from lms_app.db.routing import replica_set
 from lms_app.errors import abort
 from lms_app.extensions import db
 from lms_app.tenancy.platform_schemas import (
     CacheStatsSchema,
     DropArgs,
+    ReplicaStatsSchema,
     TenantCreate,
     TenantDetail,
     TenantListArgs,
@@ -125,3 +127,13 @@ def cache_stats_of_this_process():
     """This worker process's cache counters per namespace since it started (each
     gunicorn worker answers for itself; `pid` tells which)."""
     return {"pid": os.getpid(), "namespaces": cache_stats().snapshot()}
+
+
+@blp.get("/replicas")
+@blp.response(200, ReplicaStatsSchema)
+def replicas_of_this_process():
+    """This worker process's view of the read replicas (health, lag) and where its
+    read-only requests' reads went since it started; empty without replicas."""
+    found = replica_set()
+    described = found.describe() if found is not None else {"replicas": [], "routing": {}}
+    return {"pid": os.getpid(), **described}

@@ -75,3 +75,26 @@ class NamespaceStatsSchema(Schema):
 class CacheStatsSchema(Schema):
     pid = fields.Integer()
     namespaces = fields.Dict(keys=fields.String(), values=fields.Nested(NamespaceStatsSchema))
+
+
+class ReplicaStatusSchema(Schema):
+    name = fields.String(metadata={"description": "host:port/database (no credentials)"})
+    up = fields.Boolean()
+    lag_bytes = fields.Integer()
+    lag_seconds = fields.Float()
+    replay_lsn = fields.Integer()
+    consecutive_failures = fields.Integer()
+
+
+class ReplicaStatsSchema(Schema):
+    pid = fields.Integer()
+    replicas = fields.List(fields.Nested(ReplicaStatusSchema))
+    routing = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={
+            "description": "read-only requests by where their reads went: replica:<name>,"
+            " primary_read_your_writes, primary_no_healthy_replica,"
+            " primary_write_record_unknown, primary_after_replica_error; replica_failures"
+        },
+    )

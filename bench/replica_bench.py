@@ -1,0 +1,196 @@
+"""Replica routing: what it costs per request, with no replica and with one.
+
+Not a test. Issue 10, item 6. One run:
+
+1. Builds (or with --reuse keeps) the benchmark database with bench/data.py, and
+   makes a streaming replica of the cluster with pg_basebackup
+   (tests/streaming_replica.py) on a spare port.
+2. In process, in a GET request context of the bench school's app: the routing
+   decision (`lms_app.db.routing.read_engine()`) with no replica configured and with
+   one, for an anonymous request and for a user (that one includes the LSN check: one
+   Redis GET of the user's last write position, and the comparison with the
+   replica's replay position), in microseconds per request.
+3. Over HTTP, the app started twice as the Procfile starts it (same config file,
+   default settings, Redis on): once without DATABASE_REPLICA_URLS, once with the
+   replica; wrk -t2 -c32 on course progress, /me/courses and a lesson, the two apps
+   alternating per URL (--rounds times), so drift on a shared machine hits both.
+
+    .venv/bin/python bench/replica_bench.py --reuse
+
+The replica shares the machine's cores with the primary: it shows what routing
+costs, not what a replica on its own host would add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import api_bench
+import data as bench_data
+import load
+
+from tests.streaming_replica import StreamingReplica
+
+URLS = ("course progress", "me/courses", "lesson")
+
+
+def in_process(env: dict[str, str], slug: str, user_id: int, n: int) -> list[list[str]]:
+    """µs per routing decision, no replica vs one, anonymous vs a user."""
+    from flask import g
+
+    from config.settings import Settings
+    from lms_app import create_app
+    from lms_app.db import routing
+    from lms_app.extensions import db
+    from lms_app.tenancy.context import tenant_scope
+    from lms_app.tenancy.registry import load_tenant
+
+    rows = []
+    for label, extra in (("no replica", {"DATABASE_REPLICA_URLS": ""}), ("one replica", {})):
+        app = create_app(Settings.from_env({**env, **extra, "LOG_LEVEL": "WARNING"}))
+        with app.app_context():
+            tenant = load_tenant(db.engine, slug)
+        for who, uid in (("anonymous", None), ("a user", user_id)):
+            timings = []
+            for _ in range(5):
+                started = time.perf_counter()
+                for _ in range(n):
+                    # A fresh request each time: the decision is made once per request.
+                    with app.test_request_context("/x"), tenant_scope(tenant):
+                        g.lms_read_only = True
+                        g.user = type("U", (), {"id": uid})() if uid else None
+                        routing.read_engine()
+                timings.append((time.perf_counter() - started) / n)
+            base = []
+            for _ in range(5):
+                started = time.perf_counter()
+                for _ in range(n):
+                    with app.test_request_context("/x"), tenant_scope(tenant):
+                        g.lms_read_only = True
+                timings_base = (time.perf_counter() - started) / n
+                base.append(timings_base)
+            cost = (min(timings) - min(base)) * 1e6
+            rows.append([label, who, f"{cost:.1f}"])
+        counts = app.extensions.get("lms_replicas")
+        if counts is not None:
+            rows.append([label, "routing counts", str(dict(counts.counts))])
+        for engine in [*db.engines.values(), *routing.replica_engines(app)]:
+            engine.dispose()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=bench_data.DEFAULT_URL)
+    parser.add_argument("--redis-url", default=load.DEFAULT_REDIS_URL)
+    parser.add_argument("--reuse", action="store_true")
+    parser.add_argument("--seconds", type=int, default=6, help="wrk seconds per URL per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=2000, help="in-process decisions per try")
+    parser.add_argument("--seed", type=int, default=load.DEFAULT_SEED)
+    args = parser.parse_args(argv)
+    url = make_url(args.database_url).render_as_string(hide_password=False)
+    info = bench_data.build(url, reuse=args.reuse)
+    api_bench.settle(url, info.schema)
+    print(f"load average at start: {api_bench.load_now()}")
+    with ExitStack() as stack:
+        started = time.perf_counter()
+        replica = StreamingReplica(url, make_url(url).database).start()
+        stack.callback(replica.destroy)
+        print(
+            f"replica: pg_basebackup + start + streaming in {time.perf_counter() - started:.1f} s"
+        )
+        env = {
+            "DATABASE_URL": url,
+            "REDIS_URL": args.redis_url,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "PLATFORM_API_KEY": secrets.token_urlsafe(32),
+            "LMS_ENV": "production",
+            "DATABASE_REPLICA_URLS": replica.url,
+        }
+        user, course, lesson = load.wrk_fixture(url, info.schema, args.seed)
+        token = load.mint_tokens(env, info.slug, info.schema, [user])[user]
+
+        print("\n## routing decision per request, in process (µs above a bare request context)")
+        rows = in_process(env, info.slug, user, args.calls)
+        print(load.table(["configuration", "request", "µs"], rows, left=2))
+
+        # As bench/load.py starts the app: only these variables, plus PATH and HOME.
+        base_env = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TZ") if k in os.environ}
+        base_env["PATH"] = (
+            f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        )
+        servers = {}
+        for label, extra in (("no replica", {"DATABASE_REPLICA_URLS": ""}), ("one replica", {})):
+            port = api_bench.free_port()
+            app_env = {**base_env, **env, **extra, "PORT": str(port)}
+            servers[label] = stack.enter_context(
+                load.serve(
+                    f"replica_bench_{label.replace(' ', '_')}",
+                    load.procfile_web_command(),
+                    load.PROJECT_ROOT,
+                    app_env,
+                    "/healthz",
+                    port,
+                )
+            )
+        headers = {"X-Tenant": info.slug, "Authorization": f"Bearer {token}"}
+        paths = {
+            "course progress": f"{load.API}/courses/{course}/progress",
+            "me/courses": f"{load.API}/me/courses",
+            "lesson": f"{load.API}/lessons/{lesson}",
+        }
+        results: dict[tuple[str, str], list[float]] = {}
+        for name in URLS:
+            for server in servers.values():
+                api_bench.load_test("warm", server.base + paths[name], headers, 3, 32)
+            for _ in range(args.rounds):
+                for label, server in servers.items():
+                    ran = api_bench.load_test(
+                        label, server.base + paths[name], headers, args.seconds, 32
+                    )
+                    if ran.errors:
+                        raise RuntimeError(f"{label} {name}: {ran.errors} errors")
+                    results.setdefault((name, label), []).append(ran.rps)
+        print(
+            f"\n## wrk -t2 -c32, {args.rounds} rounds of {args.seconds} s per URL, the two"
+            " apps alternating (req/s, median of rounds)"
+        )
+        rows = []
+        for name in URLS:
+            without = statistics.median(results[(name, "no replica")])
+            with_one = statistics.median(results[(name, "one replica")])
+            rows.append(
+                [
+                    name,
+                    f"{without:.0f}",
+                    f"{with_one:.0f}",
+                    f"{(1 - with_one / without) * 100:+.1f} %",
+                ]
+            )
+        print(load.table(["endpoint", "no replica", "one replica", "cost"], rows))
+        for label, server in servers.items():
+            status, body = load.http_get(
+                server.port,
+                "/platform/replicas",
+                {"Authorization": f"Bearer {env['PLATFORM_API_KEY']}"},
+            )
+            print(f"{label}: GET /platform/replicas (one worker) -> {status} {body.decode()[:400]}")
+    print(f"load average at end: {api_bench.load_now()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
