@@ -63,6 +63,7 @@ def in_process(env: dict[str, str], slug: str, user_id: int, n: int) -> list[lis
         with app.app_context():
             tenant = load_tenant(db.engine, slug)
         for who, uid in (("anonymous", None), ("a user", user_id)):
+            person = type("User", (), {"id": uid})() if uid else None
             timings = []
             for _ in range(5):
                 started = time.perf_counter()
@@ -70,7 +71,7 @@ def in_process(env: dict[str, str], slug: str, user_id: int, n: int) -> list[lis
                     # A fresh request each time: the decision is made once per request.
                     with app.test_request_context("/x"), tenant_scope(tenant):
                         g.lms_read_only = True
-                        g.user = type("U", (), {"id": uid})() if uid else None
+                        g.user = person
                         routing.read_engine()
                 timings.append((time.perf_counter() - started) / n)
             base = []
@@ -79,6 +80,7 @@ def in_process(env: dict[str, str], slug: str, user_id: int, n: int) -> list[lis
                 for _ in range(n):
                     with app.test_request_context("/x"), tenant_scope(tenant):
                         g.lms_read_only = True
+                        g.user = person
                 timings_base = (time.perf_counter() - started) / n
                 base.append(timings_base)
             cost = (min(timings) - min(base)) * 1e6
@@ -86,8 +88,9 @@ def in_process(env: dict[str, str], slug: str, user_id: int, n: int) -> list[lis
         counts = app.extensions.get("lms_replicas")
         if counts is not None:
             rows.append([label, "routing counts", str(dict(counts.counts))])
-        for engine in [*db.engines.values(), *routing.replica_engines(app)]:
-            engine.dispose()
+        with app.app_context():
+            for engine in [*db.engines.values(), *routing.replica_engines(app)]:
+                engine.dispose()
     return rows
 
 

@@ -142,12 +142,14 @@ class StreamingReplica:
             "max_wal_senders",
             "max_prepared_transactions",
             "max_locks_per_transaction",
+            "shared_buffers",  # so a benchmark reads both servers alike
         )
         with psycopg2.connect(self._primary_dsn) as conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(names),)
+                "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
+                (list(names),),
             )
-            found = dict(cur.fetchall())
+            found = {name: f"'{value}'" for name, value in cur.fetchall()}
         conn.close()
         return found
 
@@ -157,7 +159,6 @@ class StreamingReplica:
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{self.root}'",
             "hot_standby": "on",
-            "shared_buffers": "'32MB'",
             "fsync": "off",
             "wal_receiver_status_interval": "'1s'",
             "max_standby_streaming_delay": "'5s'",

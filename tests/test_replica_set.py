@@ -72,6 +72,8 @@ def test_a_failed_replica_is_out_for_a_back_off_that_doubles():
         chooser.failed(flaky, ConnectionError("refused"))
         backoffs.append(round(flaky.out_until - before))
         assert chooser.choose() is None
+        # No status check (a primary and a replica round trip) before the back-off ends.
+        assert chooser._next_check >= flaky.out_until
     assert backoffs == [2, 4, 8, 16, 32, 32]  # doubling, capped at 16 x REPLICA_BACKOFF
     assert chooser.counts["replica_failures"] == 6
 

@@ -368,6 +368,7 @@ def test_a_stopped_replica_costs_the_client_nothing(
             replica_set = own.extensions["lms_replicas"]
             replica_set.check_s = 0.1
             replica_set.replicas[0].out_until = 0.0  # the back-off is tested on its own
+            replica_set._settle()
 
         def back() -> bool:
             with servers_of(own) as seen:

@@ -63,6 +63,9 @@ class Replica:
     lag_bytes: int = 0
     lag_s: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.counter = f"replica:{self.name}"  # routing count key, made once
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -87,21 +90,30 @@ class ReplicaSet:
     _samples: deque[tuple[float, int]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _turn: itertools.count = field(default_factory=itertools.count)
+    # Derived from the replicas' state by _settle(): those fit to serve, and when
+    # the next status check is due.
+    _fit: list[Replica] = field(default_factory=list)
+    _next_check: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self._settle()
 
     def choose(self, min_lsn: int = 0) -> Replica | None:
         """A replica fit to serve a read that must see WAL up to `min_lsn`, round-robin
         among those fit; None: read from the primary."""
-        self._refresh_if_due()
-        fit = [r for r in self.replicas if self._serves(r)]
+        if time.monotonic() >= self._next_check:
+            self._refresh_if_due()
+        fit = self._fit
         if not fit:
             self.counts["primary_no_healthy_replica"] += 1
             return None
-        caught_up = [r for r in fit if r.replay_lsn >= min_lsn]
-        if not caught_up:
-            self.counts["primary_read_your_writes"] += 1
-            return None
-        chosen = caught_up[next(self._turn) % len(caught_up)]
-        self.counts[f"replica:{chosen.name}"] += 1
+        if min_lsn:
+            fit = [r for r in fit if r.replay_lsn >= min_lsn]
+            if not fit:
+                self.counts["primary_read_your_writes"] += 1
+                return None
+        chosen = fit[next(self._turn) % len(fit)]
+        self.counts[chosen.counter] += 1
         return chosen
 
     def _serves(self, replica: Replica) -> bool:
@@ -112,12 +124,24 @@ class ReplicaSet:
             and replica.lag_bytes <= self.max_lag_bytes
         )
 
+    def _settle(self) -> None:
+        """Recompute what routing reads per request, after any change of state."""
+        self._fit = [r for r in self.replicas if self._serves(r)]
+        self._next_check = min(
+            (
+                max(r.checked_at + self.check_s, r.out_until if not r.up else r.checked_at)
+                for r in self.replicas
+            ),
+            default=float("inf"),
+        )
+
     def failed(self, replica: Replica, error: BaseException) -> None:
         """A read on `replica` failed for want of the server: take it out for a while."""
         replica.failures += 1
         backoff = self.backoff_s * min(2 ** (replica.failures - 1), _MAX_BACKOFF_FACTOR)
         replica.up = False
         replica.out_until = time.monotonic() + backoff
+        self._settle()
         self.counts["replica_failures"] += 1
         log.warning(
             "replica_out replica=%s error=%s backoff_s=%.1f",
@@ -128,8 +152,6 @@ class ReplicaSet:
 
     def _refresh_if_due(self) -> None:
         now = time.monotonic()
-        if all(now - r.checked_at < self.check_s for r in self.replicas):
-            return
         if not self._lock.acquire(blocking=False):
             return  # another thread is at it: route on what is known
         try:
@@ -144,6 +166,7 @@ class ReplicaSet:
                 primary_lsn = int(conn.execute(_PRIMARY_LSN).scalar_one())
         except Exception as exc:  # the primary's own trouble shows on the primary path
             log.warning("replica_check_primary_failed error=%s", type(exc).__name__)
+            self._next_check = now + self.check_s
             return
         self._samples.append((now, primary_lsn))
         horizon = now - 4 * max(self.max_lag_s, self.check_s)
@@ -152,6 +175,7 @@ class ReplicaSet:
         for replica in self.replicas:
             if now - replica.checked_at >= self.check_s:
                 self._check(replica, now, primary_lsn)
+        self._settle()
 
     def _check(self, replica: Replica, now: float, primary_lsn: int) -> None:
         if not replica.up and now < replica.out_until:
