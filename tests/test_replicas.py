@@ -378,3 +378,18 @@ def test_a_stopped_replica_costs_the_client_nothing(
         wait_until(back, what="reads to return to the restarted replica")
     finally:
         dispose(own)
+
+
+def test_a_fresh_worker_learns_the_replicas_before_its_first_request(
+    database_url, redis_url, tmp_path, replica
+):
+    from lms_app.observability.warmup import warm_up
+
+    fresh = replica_app(database_url, redis_url, tmp_path, replica, replica_check_s=60.0)
+    try:
+        (status,) = fresh.extensions["lms_replicas"].replicas
+        assert not status.up
+        warm_up(fresh)  # what gunicorn's post_worker_init runs
+        assert status.up and status.in_recovery and status.replay_lsn > 0
+    finally:
+        dispose(fresh)

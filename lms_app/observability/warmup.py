@@ -22,6 +22,7 @@ from flask import Flask
 from sqlalchemy import Engine, Executable, text
 
 from lms_app.db.engines import for_schema
+from lms_app.db.routing import replica_set
 from lms_app.extensions import cache, db
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,12 @@ def _warm_up(app: Flask) -> None:
                 log.warning("warm_up bind=%s error=%s", bind or "primary", type(exc).__name__)
                 continue
             _compile(for_schema(engine, _NOWHERE))
+        replicas = replica_set()
+        if replicas is not None:
+            # Opens each replica's first connection and learns its health and lag
+            # before the first read-only request needs them (failures are handled
+            # inside: a replica that does not answer is taken out).
+            replicas.refresh()
         client = getattr(cache.cache, "_write_client", None)
         if client is not None:
             try:
