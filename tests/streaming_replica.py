@@ -221,9 +221,10 @@ class StreamingReplica:
         self.query("SELECT pg_wal_replay_resume()")
 
     def wait_caught_up(self, timeout_s: float = 30) -> None:
-        """Until the replica has replayed what the primary has written so far."""
+        """Until the replica has replayed what the primary has written so far (its
+        insert position: what the app records as a user's last write)."""
         with psycopg2.connect(self._primary_dsn) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_current_wal_lsn()::text")
+            cur.execute("SELECT pg_current_wal_insert_lsn()::text")
             target = cur.fetchone()[0]
         conn.close()
         deadline = time.monotonic() + timeout_s

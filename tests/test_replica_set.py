@@ -85,7 +85,30 @@ def test_lag_in_seconds_is_the_age_of_the_oldest_primary_position_not_replayed()
     assert chooser._lag_s(300, now) == 0.0  # replayed the latest: caught up, however idle
     assert chooser._lag_s(250, now) == pytest.approx(3.0)
     assert chooser._lag_s(150, now) == pytest.approx(6.0)
-    assert chooser._lag_s(50, now) == pytest.approx(9.0)
+    # Behind the oldest sample: at least its age, and the replica's own bound (the age
+    # of the last transaction it replayed) when that is longer; unknown is too late.
+    assert chooser._lag_s(50, now, replay_age=4.0) == pytest.approx(9.0)
+    assert chooser._lag_s(50, now, replay_age=3600.0) == pytest.approx(3600.0)
+    assert chooser._lag_s(50, now) == float("inf")
+
+
+def test_a_fresh_process_does_not_take_a_late_replica_for_a_current_one():
+    """Its first sample is now: a replica behind it must not read as 0 s late."""
+    chooser = replica_set()
+    now = time.monotonic()
+    chooser._samples.append((now, 1_000))
+    assert chooser._lag_s(900, now, replay_age=3600.0) == pytest.approx(3600.0)
+    assert chooser._lag_s(1_000, now, replay_age=3600.0) == 0.0  # caught up: idle is fine
+
+
+def test_a_process_back_from_idle_does_not_take_a_stuck_replica_for_a_current_one():
+    """Samples an hour apart: the primary moved on somewhere in that hour."""
+    chooser = replica_set(check_s=1.0)
+    now = time.monotonic()
+    chooser._samples.extend([(now - 3600, 1_000), (now, 2_000)])
+    assert chooser._lag_s(1_000, now, replay_age=1800.0) == pytest.approx(1800.0)
+    assert chooser._lag_s(1_000, now, replay_age=7200.0) == pytest.approx(3600.0)
+    assert chooser._lag_s(2_000, now, replay_age=7200.0) == 0.0
 
 
 def test_positions_read_as_integers():

@@ -138,10 +138,9 @@ return 1
 
 def cache_raise_to(key: str, value: int, ttl_ms: int) -> bool:
     """Keep the larger of `value` and what `key` holds, for `ttl_ms`; False if the
-    cache did not take it."""
+    cache did not take it. Always attempted, even while the breaker is open: other
+    processes may be reading the cache fine, and they must see this."""
     guard = breaker()
-    if not guard.usable():
-        return False
     backend = cache.cache
     client = getattr(backend, "_write_client", None)
     try:

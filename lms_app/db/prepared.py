@@ -120,7 +120,21 @@ def run_prepared(engine: Engine, stmt: Executable, schema: str, params: dict[str
     """Run `stmt` in `schema` on a connection of `engine` (autocommit), all rows fetched."""
     text = _text_for(engine, stmt, schema)
     args = tuple(params[k] for k in text.order)
-    fairy = engine.raw_connection()
+    dialect = engine.dialect
+    try:
+        fairy = engine.raw_connection()
+    except dialect.loaded_dbapi.Error as error:
+        # As SQLAlchemy wraps a failed connect on its own path (a server that is
+        # down must read as OperationalError, never as a bare driver error).
+        raise exc.DBAPIError.instance(
+            None,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=dialect.is_disconnect(error, None, None),
+            dialect=dialect,
+        ) from error
     try:
         rows = _execute(engine, fairy, text, args)
     finally:

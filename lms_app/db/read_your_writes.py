@@ -1,6 +1,6 @@
 """Read-your-writes across requests: each user's last write position, per school.
 
-After a request of a user commits, the primary's WAL position (`pg_current_wal_lsn()`
+After a request of a user commits, the primary's WAL position (`pg_current_wal_insert_lsn()`
 read after the commit, so it covers it) is kept in the shared cache for
 REPLICA_STICKY_SECONDS under the school and the user, raised only (two concurrent
 writes of one user keep the later position). That user's reads use a replica only
@@ -14,6 +14,7 @@ replica that lacks their write. Other users are unaffected.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -24,8 +25,14 @@ from lms_app.caching import safe
 from lms_app.caching.keys import tenant_key
 from lms_app.tenancy.context import TenantInfo
 
-_CURRENT_LSN = text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+log = logging.getLogger(__name__)
+
+# The insert position, not the write position: with synchronous_commit off a commit
+# returns before its record is written, and the write position can be short of it.
+_CURRENT_LSN = text("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
 _EXTENSION = "lms_write_positions"
+# Above any real WAL position: "this user wrote, where is not known" (read the primary).
+UNKNOWN = 1 << 62
 
 
 class LocalPositions:
@@ -63,12 +70,20 @@ def remember(tenant: TenantInfo, user_id: int) -> None:
     from lms_app.db.engines import READ_BIND
     from lms_app.extensions import db
 
-    with db.engines[READ_BIND].connect() as conn:
-        lsn = int(conn.execute(_CURRENT_LSN).scalar_one())
+    try:
+        with db.engines[READ_BIND].connect() as conn:
+            lsn = int(conn.execute(_CURRENT_LSN).scalar_one())
+    except Exception as exc:
+        # The write committed; its answer must not become an error. Without its
+        # position, this user reads from the primary for the whole window.
+        log.warning("write_position_unknown error=%s", type(exc).__name__)
+        lsn = UNKNOWN
     window_s = current_app.config["LMS_SETTINGS"].replica_sticky_s
     key = _key(tenant, user_id)
     current_app.extensions[_EXTENSION].put(key, lsn, window_s)
-    safe.cache_raise_to(key, lsn, int(window_s * 1000))
+    if not safe.cache_raise_to(key, lsn, int(window_s * 1000)):
+        # Other processes that can read the cache will not know of this write.
+        log.warning("write_position_not_shared tenant=%s user=%s", tenant.slug, user_id)
 
 
 def written_lsn(tenant: TenantInfo, user_id: int) -> int | None:

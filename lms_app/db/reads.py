@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Engine, Executable, Result
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from lms_app.db.prepared import prepared_name, run_prepared
 from lms_app.db.routing import fall_back_to_primary, replica_of
@@ -33,7 +34,7 @@ def read(stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
         return connection.execute(stmt, params or {})
     try:
         return _read_on(reader, stmt, params or {})
-    except DBAPIError as error:
+    except (DBAPIError, PoolTimeout) as error:
         replica = replica_of(reader)
         if replica is None:
             raise

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 _STATUS = text(
     "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() - '0/0'::pg_lsn,"
-    " pg_last_wal_receive_lsn() - '0/0'::pg_lsn"
+    " extract(epoch FROM now() - pg_last_xact_replay_timestamp())"
 )
 _PRIMARY_LSN = text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
 _MAX_BACKOFF_FACTOR = 16
@@ -155,11 +155,12 @@ class ReplicaSet:
         if not self._lock.acquire(blocking=False):
             return  # another thread is at it: route on what is known
         try:
-            self.refresh(now)
+            self.refresh(now, only_due=True)
         finally:
             self._lock.release()
 
-    def refresh(self, now: float | None = None) -> None:
+    def refresh(self, now: float | None = None, only_due: bool = False) -> None:
+        """Sample the primary's position and check the replicas (those due, or all)."""
         now = time.monotonic() if now is None else now
         try:
             with self.primary.connect() as conn:
@@ -169,11 +170,13 @@ class ReplicaSet:
             self._next_check = now + self.check_s
             return
         self._samples.append((now, primary_lsn))
+        # Keep the newest sample older than the horizon: a replica behind it is
+        # known to be at least that late, however long this process sat idle.
         horizon = now - 4 * max(self.max_lag_s, self.check_s)
-        while len(self._samples) > 1 and self._samples[0][0] < horizon:
+        while len(self._samples) > 1 and self._samples[1][0] < horizon:
             self._samples.popleft()
         for replica in self.replicas:
-            if now - replica.checked_at >= self.check_s:
+            if not only_due or now - replica.checked_at >= self.check_s:
                 self._check(replica, now, primary_lsn)
         self._settle()
 
@@ -183,7 +186,7 @@ class ReplicaSet:
         replica.checked_at = now
         try:
             with replica.engine.connect() as conn:
-                in_recovery, replay, _receive = conn.execute(_STATUS).one()
+                in_recovery, replay, replay_age = conn.execute(_STATUS).one()
         except Exception as exc:
             self.failed(replica, exc)
             return
@@ -197,12 +200,21 @@ class ReplicaSet:
         replica.up, replica.in_recovery, replica.failures = True, True, 0
         replica.replay_lsn = int(replay or 0)
         replica.lag_bytes = max(0, primary_lsn - replica.replay_lsn)
-        replica.lag_s = self._lag_s(replica.replay_lsn, now)
+        replica.lag_s = self._lag_s(replica.replay_lsn, now, replay_age)
 
-    def _lag_s(self, replay_lsn: int, now: float) -> float:
-        for sampled_at, lsn in self._samples:
+    def _lag_s(self, replay_lsn: int, now: float, replay_age: Any = None) -> float:
+        """How long ago the primary had WAL this replica has not replayed yet."""
+        for i, (sampled_at, lsn) in enumerate(self._samples):
             if lsn > replay_lsn:
-                return now - sampled_at
+                late = now - sampled_at
+                since = self._samples[i - 1][0] if i > 0 else float("-inf")
+                if sampled_at - since > 2 * self.check_s:
+                    # The WAL appeared somewhere in a long gap between samples (a
+                    # fresh or idle process): take the replica's own bound, the age
+                    # of the last transaction it replayed, up to the gap's start.
+                    bound = float(replay_age) if replay_age is not None else float("inf")
+                    late = max(late, min(now - since, bound))
+                return late
         return 0.0
 
     def describe(self) -> dict[str, Any]:

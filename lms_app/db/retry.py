@@ -15,7 +15,6 @@ from functools import wraps
 from typing import Any
 
 from flask import Flask, g
-from sqlalchemy.exc import DBAPIError
 
 from lms_app.db.routing import fall_back_to_primary
 from lms_app.errors import is_transient
@@ -30,8 +29,8 @@ def retrying(view: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return view(*args, **kwargs)
         except Exception as exc:
-            replica = g.pop("lms_replica_error", None)
-            if replica is not None and isinstance(exc, DBAPIError):
+            replica, failure = g.pop("lms_replica_error", None) or (None, None)
+            if replica is not None and exc is failure:
                 # A read-only request whose replica failed: run it again on the
                 # primary (lms_app.db.routing); the client never sees the replica's
                 # trouble.

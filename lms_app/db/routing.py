@@ -25,6 +25,7 @@ from typing import Any
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 # lms_app.db.read_your_writes is imported where used: it needs the cache, whose
 # extension module imports the Session class, which imports this module.
@@ -58,11 +59,28 @@ def init_app(app: Flask, engines: dict[Any, Engine]) -> None:
     read_your_writes.init_app(app)
     for replica in replicas:
         _flag_failures(replica)
+    app.before_request(_forget_routing)
     app.after_request(_remember_writes)
     from lms_app.db.session import TenantSession
 
     if not event.contains(TenantSession, "after_commit", _note_commit):
         event.listen(TenantSession, "after_commit", _note_commit)
+
+
+_REQUEST_STATE = (
+    "lms_read_choice",
+    "lms_replica_failed",
+    "lms_replica_error",
+    "lms_committed",
+    "lms_primary_reads",
+)
+
+
+def _forget_routing() -> None:
+    """Nothing of a previous request sharing this app context (tests, scripts) may
+    route this one: not its replica, its fallback, nor its commit."""
+    for name in _REQUEST_STATE:
+        g.pop(name, None)
 
 
 def _note_commit(session: Any) -> None:
@@ -141,11 +159,14 @@ def fall_back_to_primary(replica: Replica, error: BaseException) -> None:
 
 def _server_trouble(error: BaseException) -> bool:
     """The replica itself is out (no connection, shutting down, starting up), rather
-    than this statement failing on it (a recovery conflict, a schema not there yet)."""
+    than this statement failing on it (a recovery conflict, a schema not there yet,
+    a pool with no free connection)."""
     if getattr(error, "connection_invalidated", False):
         return True
-    pgcode = getattr(getattr(error, "orig", None), "pgcode", None)
-    return pgcode is None or pgcode.startswith("57P") or pgcode.startswith("08")
+    if not isinstance(error, OperationalError):
+        return False
+    pgcode = getattr(error.orig, "pgcode", None)
+    return pgcode is None or pgcode.startswith(("57P", "08"))
 
 
 def _flag_failures(replica: Replica) -> None:
@@ -155,7 +176,9 @@ def _flag_failures(replica: Replica) -> None:
     @event.listens_for(replica.engine, "handle_error")
     def _on_error(context: Any) -> None:
         if has_request_context():
-            g.lms_replica_error = replica
+            # With the exception itself: only that one, reaching the view's retry,
+            # is the replica's (a failed status check is handled where it happens).
+            g.lms_replica_error = (replica, context.sqlalchemy_exception)
 
 
 @contextlib.contextmanager
