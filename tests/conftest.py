@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select, text
+from sqlalchemy import Engine, event, select, text
 
 from config.settings import Settings
 from lms_app import create_app
@@ -208,30 +208,42 @@ class QueryCounter:
 
 
 @contextlib.contextmanager
+def watching_statements(
+    engines: list[Engine], seen: Callable[[Engine, str], None], moment: str = "before"
+) -> Iterator[None]:
+    """Call `seen(engine, statement)` for each statement `engines` send inside the
+    block, through SQLAlchemy (`moment`: "before" or "after" the cursor runs it) or
+    as a prepared statement (lms_app.db.prepared, reported after it ran)."""
+    pools = {engine.pool for engine in engines}
+    event_name = f"{moment}_cursor_execute"
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        seen(conn.engine, statement)
+
+    def on_prepared(engine, statement):
+        if engine.pool in pools:
+            seen(engine, statement)
+
+    for engine in engines:
+        event.listen(engine, event_name, on_execute)
+    monitoring.observe(on_prepared)
+    try:
+        yield
+    finally:
+        monitoring.unobserve(on_prepared)
+        for engine in engines:
+            event.remove(engine, event_name, on_execute)
+
+
+@contextlib.contextmanager
 def count_statements(app: Flask) -> Iterator[QueryCounter]:
     """SQL statements `app` sends inside the block, on every engine (reads of GET
     requests go to the read engine)."""
     counter = QueryCounter()
-
-    def on_execute(conn, cursor, statement, parameters, context, executemany):
-        counter.add(statement)
-
-    def on_prepared(engine, statement):
-        if engine.pool in pools:
-            counter.add(statement)
-
     with app.app_context():
         engines = list(db.engines.values())
-    pools = {engine.pool for engine in engines}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", on_execute)
-    monitoring.observe(on_prepared)
-    try:
+    with watching_statements(engines, lambda engine, statement: counter.add(statement)):
         yield counter
-    finally:
-        monitoring.unobserve(on_prepared)
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", on_execute)
 
 
 @pytest.fixture

@@ -13,25 +13,22 @@ their read, and both are bounded.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import event
 
 from lms_app.caching import generations
 from lms_app.caching.generations import CATALOG, Snapshots, bump_statement, snapshots
 from lms_app.caching.keys import tenant_scope_key
 from lms_app.caching.local import LocalCopies
 from lms_app.caching.safe import breaker
-from lms_app.db import monitoring
 from lms_app.db.engines import for_schema
 from lms_app.extensions import db
 from lms_app.tenancy.context import TenantInfo, tenant_scope
 from tests import servers
-from tests.conftest import another_process, dispose, make_app
+from tests.conftest import another_process, dispose, make_app, watching_statements
 from tests.test_catalog_api import API, make_school, new_course
 from tests.test_catalog_cache import catalog, titles
 from tests.test_generation_snapshots import stored_generation
@@ -108,36 +105,19 @@ def test_a_deactivation_while_redis_refuses_writes_reaches_other_processes(
     assert there.get(f"{API}/me", headers=student).status_code == 401
 
 
-@contextlib.contextmanager
 def _on_snapshot_read(engines, action):
     """Run `action()` once, right after the first generation snapshot SELECT that any
     of `engines` sends (through SQLAlchemy or prepared: lms_app.db.prepared)."""
     fired: list[bool] = []
-    pools = {engine.pool for engine in engines}
 
-    def seen(statement):
+    def seen(engine, statement):
         if fired or not statement.startswith("SELECT"):
             return
         if ".cache_generations.namespace" in statement:
             fired.append(True)
             action()
 
-    def listener(conn, cursor, statement, parameters, context, executemany):
-        seen(statement)
-
-    def prepared(engine, statement):
-        if engine.pool in pools:
-            seen(statement)
-
-    for engine in engines:
-        event.listen(engine, "after_cursor_execute", listener)
-    monitoring.observe(prepared)
-    try:
-        yield
-    finally:
-        monitoring.unobserve(prepared)
-        for engine in engines:
-            event.remove(engine, "after_cursor_execute", listener)
+    return watching_statements(engines, seen, moment="after")
 
 
 def test_a_snapshot_read_while_another_thread_commits_is_not_kept(app, make_tenant, tmp_path):

@@ -15,15 +15,22 @@ from collections.abc import Iterator
 
 import pytest
 from flask import g
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from lms_app.caching.safe import breaker
-from lms_app.db import monitoring, routing
+from lms_app.db import routing
 from lms_app.db.reads import read
 from lms_app.extensions import db
 from lms_app.tenancy.context import tenant_scope
-from tests.conftest import PLATFORM_HEADERS, add_user, dispose, headers_for, make_app
+from tests.conftest import (
+    PLATFORM_HEADERS,
+    add_user,
+    dispose,
+    headers_for,
+    make_app,
+    watching_statements,
+)
 from tests.streaming_replica import StreamingReplica
 from tests.test_catalog_api import API, make_school, new_course, new_lesson
 
@@ -84,29 +91,19 @@ def servers_of(app) -> Iterator[Counter]:
     """Statements `app` sends inside the block, by server: "primary" or "replica"."""
     seen: Counter = Counter()
     with app.app_context():
-        kinds = {engine.pool: "primary" for engine in db.engines.values()}
-    kinds |= {engine.pool: "replica" for engine in routing.replica_engines(app)}
+        primary = list(db.engines.values())
+    replicas = routing.replica_engines(app)
+    kinds = {engine.pool: "primary" for engine in primary}
+    kinds |= {engine.pool: "replica" for engine in replicas}
 
     def count(engine, statement: str) -> None:
         # Not counted: the generation snapshot (read from the primary once a second
         # at most) and the replicas' status checks (every REPLICA_CHECK_SECONDS).
-        if engine.pool in kinds and not any(m in statement for m in _BACKGROUND):
+        if not any(m in statement for m in _BACKGROUND):
             seen[kinds[engine.pool]] += 1
 
-    def on_execute(conn, cursor, statement, parameters, context, executemany):
-        count(conn.engine, statement)
-
-    with app.app_context():
-        all_engines = [*db.engines.values(), *routing.replica_engines(app)]
-    for engine in all_engines:
-        event.listen(engine, "before_cursor_execute", on_execute)
-    monitoring.observe(count)
-    try:
+    with watching_statements([*primary, *replicas], count):
         yield seen
-    finally:
-        monitoring.unobserve(count)
-        for engine in all_engines:
-            event.remove(engine, "before_cursor_execute", on_execute)
 
 
 def caught_up(app, replica) -> None:
