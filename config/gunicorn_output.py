@@ -19,6 +19,8 @@ from http import HTTPStatus
 
 from gunicorn import glogging, util
 
+from lms_app.observability.logging import JsonFormatter
+
 # 'GET /search?q=... HTTP/1.1' as gunicorn quotes what it could not parse, and the
 # query string of a URI it names ("Error handling request GET /x?q=...").
 _QUOTED = re.compile(r"'[^']*'")
@@ -40,6 +42,9 @@ class RedactingLogger(glogging.Logger):
     def setup(self, cfg) -> None:
         super().setup(cfg)
         self.error_log.addFilter(_Redact())
+        # One JSON object per line, as the app's own lines (lms_app.observability.logging).
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
 
 
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:

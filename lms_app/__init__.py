@@ -29,7 +29,7 @@ from lms_app.db.monitoring import instrument_engine
 from lms_app.db.pool_health import install_idle_ping
 from lms_app.errors import register_error_handlers
 from lms_app.extensions import api, cache, db
-from lms_app.observability import access_log
+from lms_app.observability import access_log, docs
 from lms_app.observability.liveness import Liveness
 from lms_app.observability.logging import configure_logging
 from lms_app.web import bodies, converters, openapi, sessions
@@ -118,6 +118,8 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     for module in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(module).blp)
     openapi.complete(api)
+    # A page for people, not an API operation: outside /openapi.json.
+    app.register_blueprint(docs.blp)
     db_retry.init_app(app)
     tenancy_cli.init_app(app)
     demo_cli.init_app(app)

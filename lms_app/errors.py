@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
 from http import HTTPStatus
 from typing import Any, NoReturn
 
@@ -21,6 +20,8 @@ from werkzeug.exceptions import (
     UnprocessableEntity,
     default_exceptions,
 )
+
+from lms_app.observability.logging import exception_outline
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +139,8 @@ def _log_unexpected(exc: Exception) -> None:
     (`DETAIL: Key (email)=(...)`), others quote input. The log gets the exception
     types of the chain, PostgreSQL's error code and the frames (code lines only).
     """
-    chain, seen, current = [], set(), exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        chain.append(type(current).__name__)
-        current = current.__cause__ or current.__context__
     pgcode = getattr(getattr(exc, "orig", None), "pgcode", None)
-    frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
-    log.error("unhandled %s pgcode=%s\n%s", " <- ".join(chain), pgcode, frames.rstrip())
+    log.error("unhandled pgcode=%s %s", pgcode, exception_outline(exc))
 
 
 def _data_error(exc: DataError) -> Response:

@@ -103,8 +103,8 @@ def test_embedded_default_starts_and_serves(instance_dir: Path) -> None:
     assert Path(result["data_directory"]).resolve() == pgdata.resolve()
     assert (pgdata / "PG_VERSION").is_file()
     # The app says which backends it picked.
-    assert "database=embedded" in proc.stderr
-    assert "cache=in-process" in proc.stderr
+    assert "database=embedded" in proc.stdout  # the JSON log lines go to stdout
+    assert "cache=in-process" in proc.stdout
     # Development secret kept under instance/ (no SECRET_KEY given).
     assert (instance / "secret_key").is_file()
     # The last process using the server stopped it on exit.

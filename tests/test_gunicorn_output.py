@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import PROJECT_ROOT
+from tests.conftest import USER_PASSWORD, add_user
 from tests.servers import free_port
 
 PRIVATE = "jim.doe@example.org"
@@ -129,3 +130,53 @@ def test_the_app_behind_gunicorn_answers_json_for_odd_paths_and_chunked_bodies(s
     status, body, _ = status_and_json(raw(port, request))
     assert status == 413 and body["code"] == 413
     assert PRIVATE not in log.read_text()
+
+
+def http(port: int, method: str, path: str, headers: dict[str, str], body=None) -> tuple[int, dict]:
+    """One request through gunicorn; status and JSON body."""
+    data = b"" if body is None else json.dumps(body).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{head}"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+    status, answer, _ = status_and_json(raw(port, request))
+    return status, answer
+
+
+def test_every_line_the_deployment_writes_is_json_without_personal_data(served, app, make_tenant):
+    """Logins (right and wrong), token use, bad input, a write and an error path, with
+    an e-mail, a password and a token in play: none of them may reach the output,
+    and every line (gunicorn's own, the app's, the access lines) parses as JSON."""
+    port, log = served
+    tenant = make_tenant()
+    email = f"private.person.{os.getpid()}@example.org"
+    add_user(app, tenant, "student", email=email)
+    headers = {"X-Tenant": tenant.slug, "X-Request-ID": "trace-me-123"}
+    status, _ = http(port, "POST", "/api/v1/auth/token", headers,
+                     {"email": email, "password": "wrong-password-123"})  # fmt: skip
+    assert status == 401
+    status, body = http(port, "POST", "/api/v1/auth/token", headers,
+                        {"email": email, "password": USER_PASSWORD})  # fmt: skip
+    assert status == 200
+    token = body["access_token"]
+    signed_in = {**headers, "Authorization": f"Bearer {token}"}
+    assert http(port, "GET", "/api/v1/me", signed_in)[0] == 200
+    assert http(port, "GET", f"/api/v1/search?q={email}", signed_in)[0] == 200
+    refused = [
+        http(port, "PATCH", "/api/v1/users/999999", signed_in, {"email": email, "x": 1})[0],
+        http(port, "POST", "/api/v1/courses", signed_in, {"title": 5})[0],
+        http(port, "GET", "/api/v1/me", {**headers, "Authorization": f"Bearer {token[:-3]}"})[0],
+    ]
+    assert all(400 <= code < 500 for code in refused), refused
+    time.sleep(0.3)  # let the workers write their lines
+    output = log.read_text()
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) >= 8
+    for line in lines:
+        entry = json.loads(line)  # every line: gunicorn's, the app's, the access lines
+        assert {"ts", "level", "logger"} <= entry.keys(), line
+    for secret in (email, USER_PASSWORD, "wrong-password-123", token, token.split(".")[-1]):
+        assert secret not in output
+    traced = [json.loads(line) for line in lines if "trace-me-123" in line]
+    assert traced and all(entry["request_id"] == "trace-me-123" for entry in traced)
