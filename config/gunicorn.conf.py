@@ -11,6 +11,13 @@ PgBouncer 1.21; lms_app keeps no other state on a connection).
 """
 
 import os
+import tempfile
+
+# Before anything imports prometheus_client (the app, and config.gunicorn_output
+# through lms_app): its values go to files every worker writes, so GET /metrics
+# answers for all of them (lms_app.observability.metrics). A fresh directory per
+# server start, unless the platform names one.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="lms-metrics-"))
 
 from config import gunicorn_output
 
@@ -42,6 +49,13 @@ logger_class = "config.gunicorn_output.RedactingLogger"
 gunicorn_output.install()
 # Connections are opened lazily after fork; nothing to share from the master.
 preload_app = False
+
+
+def child_exit(server, worker) -> None:
+    """A worker's live gauges (connections in use) leave with it."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker) -> None:

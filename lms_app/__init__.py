@@ -29,7 +29,7 @@ from lms_app.db.monitoring import instrument_engine
 from lms_app.db.pool_health import install_idle_ping
 from lms_app.errors import register_error_handlers
 from lms_app.extensions import api, cache, db
-from lms_app.observability import access_log, docs
+from lms_app.observability import access_log, docs, metrics
 from lms_app.observability.liveness import Liveness
 from lms_app.observability.logging import configure_logging
 from lms_app.web import bodies, converters, openapi, sessions
@@ -100,9 +100,12 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     )
     with app.app_context():
         routing.init_app(app, db.engines)
-        for engine in [*db.engines.values(), *routing.replica_engines(app)]:
+        binds = {("primary" if key is None else key): e for key, e in db.engines.items()}
+        for replica in routing.replica_engines(app):
+            binds[f"replica:{replica.url.host}:{replica.url.port}"] = replica
+        for bind, engine in binds.items():
             remember_schema_translation(engine)
-            instrument_engine(engine, settings.slow_query_ms)
+            instrument_engine(engine, settings.slow_query_ms, bind)
             if settings.pool.pre_ping:
                 install_idle_ping(engine, settings.pool.pre_ping_idle_s)
 
@@ -118,8 +121,10 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     for module in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(module).blp)
     openapi.complete(api)
-    # A page for people, not an API operation: outside /openapi.json.
+    # A page for people, not an API operation: outside /openapi.json; so are the
+    # metrics, in Prometheus' own format.
     app.register_blueprint(docs.blp)
+    app.register_blueprint(metrics.blp)
     db_retry.init_app(app)
     tenancy_cli.init_app(app)
     demo_cli.init_app(app)

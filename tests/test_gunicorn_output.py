@@ -180,3 +180,23 @@ def test_every_line_the_deployment_writes_is_json_without_personal_data(served, 
         assert secret not in output
     traced = [json.loads(line) for line in lines if "trace-me-123" in line]
     assert traced and all(entry["request_id"] == "trace-me-123" for entry in traced)
+
+
+def test_metrics_through_gunicorn_add_up_the_workers_files(served):
+    """Multiprocess mode (the config sets PROMETHEUS_MULTIPROC_DIR before the app
+    imports prometheus_client): the counts written by the worker are scraped."""
+    port, _ = served
+    for _ in range(3):
+        assert b" 200 " in raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[:20]
+    answer = raw(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b" 200 " in head[:20] and b"text/plain" in head
+    text = body.decode()
+    line = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("lms_http_requests_total{")
+        and 'route="/healthz"' in line
+        and 'status="200"' in line
+    )
+    assert float(line.rsplit(" ", 1)[1]) >= 3

@@ -184,6 +184,9 @@ def test_operators_see_each_replica_and_where_reads_went(app, school, replica):
     assert status["name"] == f"127.0.0.1:{replica.port}/{make_url(replica.url).database}"
     assert status["up"] is True and status["lag_seconds"] <= MAX_LAG_S
     assert body["routing"][f"replica:{status['name']}"] >= 1
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert f'lms_replica_routing_total{{decision="replica:{status["name"]}"}}' in metrics
+    assert f'lms_replica_lag_seconds{{replica="{status["name"]}"}}' in metrics
 
 
 def test_no_replica_configured_reads_from_the_primary_read_pool(

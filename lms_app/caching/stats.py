@@ -15,6 +15,8 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from lms_app.observability.metrics import CACHE_LOOKUPS
+
 FIELDS = ("hits", "local_hits", "misses", "errors")
 
 
@@ -27,12 +29,15 @@ class CacheStats:
         counts[0] += 1
         if local:
             counts[1] += 1
+        CACHE_LOOKUPS.labels(namespace, "local_hit" if local else "hit").inc()
 
     def miss(self, namespace: str) -> None:
         self._counts[namespace][2] += 1
+        CACHE_LOOKUPS.labels(namespace, "miss").inc()
 
     def error(self, namespace: str) -> None:
         self._counts[namespace][3] += 1
+        CACHE_LOOKUPS.labels(namespace, "error").inc()
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

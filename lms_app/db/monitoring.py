@@ -10,6 +10,8 @@ from collections.abc import Callable
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
+from lms_app.observability import metrics
+
 log = logging.getLogger("lms_app.sql")
 
 # Threshold per pool: an engine's schema views (execution_options) share its pool.
@@ -32,6 +34,7 @@ def unobserve(observer: StatementObserver) -> None:
 
 def note_statement(engine: Engine, statement: str, elapsed_ms: float) -> None:
     """Account for a statement run past SQLAlchemy's cursor events (lms_app.db.prepared)."""
+    metrics.observe_statement(statement, elapsed_ms / 1000)
     slow_ms = _slow_ms.get(engine.pool)
     if slow_ms is not None and elapsed_ms >= slow_ms:
         _log_slow(statement, elapsed_ms)
@@ -44,11 +47,20 @@ def _log_slow(statement: str, elapsed_ms: float) -> None:
     log.warning("slow_statement ms=%.0f sql=%s", elapsed_ms, " ".join(statement.split())[:500])
 
 
-def instrument_engine(engine: Engine, slow_query_ms: int) -> None:
+def instrument_engine(engine: Engine, slow_query_ms: int, bind: str = "primary") -> None:
     if getattr(engine, "_lms_instrumented", False):
         return
     engine._lms_instrumented = True  # type: ignore[attr-defined]
     _slow_ms[engine.pool] = slow_query_ms
+    checked_out = metrics.DB_POOL_CHECKED_OUT.labels(bind)
+
+    @event.listens_for(engine.pool, "checkout")
+    def _checkout(dbapi_connection, record, proxy):
+        checked_out.inc()
+
+    @event.listens_for(engine.pool, "checkin")
+    def _checkin(dbapi_connection, record):
+        checked_out.dec()
 
     @event.listens_for(engine, "before_cursor_execute")
     def _start(conn, cursor, statement, parameters, context, executemany):
@@ -58,6 +70,7 @@ def instrument_engine(engine: Engine, slow_query_ms: int) -> None:
     def _end(conn, cursor, statement, parameters, context, executemany):
         started = conn.info["lms_query_start"].pop()
         elapsed_ms = (time.perf_counter() - started) * 1000
+        metrics.observe_statement(statement, elapsed_ms / 1000)
         if elapsed_ms >= slow_query_ms:
             _log_slow(statement, elapsed_ms)
 

@@ -32,6 +32,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from lms_app.observability.metrics import REPLICA_LAG, REPLICA_ROUTING
+
 log = logging.getLogger(__name__)
 
 _STATUS = text(
@@ -105,16 +107,21 @@ class ReplicaSet:
             self._refresh_if_due()
         fit = self._fit
         if not fit:
-            self.counts["primary_no_healthy_replica"] += 1
+            self.count("primary_no_healthy_replica")
             return None
         if min_lsn:
             fit = [r for r in fit if r.replay_lsn >= min_lsn]
             if not fit:
-                self.counts["primary_read_your_writes"] += 1
+                self.count("primary_read_your_writes")
                 return None
         chosen = fit[next(self._turn) % len(fit)]
-        self.counts[chosen.counter] += 1
+        self.count(chosen.counter)
         return chosen
+
+    def count(self, decision: str) -> None:
+        """One routing decision (or failure), here and in the metrics."""
+        self.counts[decision] += 1
+        REPLICA_ROUTING.labels(decision).inc()
 
     def _serves(self, replica: Replica) -> bool:
         return (
@@ -142,7 +149,7 @@ class ReplicaSet:
         replica.up = False
         replica.out_until = time.monotonic() + backoff
         self._settle()
-        self.counts["replica_failures"] += 1
+        self.count("replica_failures")
         log.warning(
             "replica_out replica=%s error=%s backoff_s=%.1f",
             replica.name,
@@ -201,6 +208,7 @@ class ReplicaSet:
         replica.replay_lsn = int(replay or 0)
         replica.lag_bytes = max(0, primary_lsn - replica.replay_lsn)
         replica.lag_s = self._lag_s(replica.replay_lsn, now, replay_age)
+        REPLICA_LAG.labels(replica.name).set(min(replica.lag_s, 1e9))
 
     def _lag_s(self, replay_lsn: int, now: float, replay_age: Any = None) -> float:
         """How long ago the primary had WAL this replica has not replayed yet."""

@@ -124,7 +124,7 @@ def _choose(replicas: ReplicaSet, user_id: int | None) -> Replica | None:
         if tenant is not None:
             written = read_your_writes.written_lsn(tenant, user_id)
             if written is None:  # unknown (the cache is out): this user may have written
-                replicas.counts["primary_write_record_unknown"] += 1
+                replicas.count("primary_write_record_unknown")
                 return None
             min_lsn = written
     return replicas.choose(min_lsn)
@@ -152,7 +152,7 @@ def fall_back_to_primary(replica: Replica, error: BaseException) -> None:
     g.lms_replica_failed = True
     g.pop("lms_replica_error", None)
     replicas = current_app.extensions[_EXTENSION]
-    replicas.counts["primary_after_replica_error"] += 1
+    replicas.count("primary_after_replica_error")
     if _server_trouble(error):
         replicas.failed(replica, error)
 

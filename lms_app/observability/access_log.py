@@ -15,7 +15,9 @@ import re
 import time
 from datetime import UTC, datetime
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
+
+from lms_app.observability import metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -46,11 +48,16 @@ def _write_line(response: Response) -> Response:
         return response
     response.headers[REQUEST_ID_HEADER] = g.request_id
     rule = request.url_rule
+    route = rule.rule if rule is not None else None
+    method = _method()
+    metrics.observe_request(route, method, response.status_code, time.perf_counter() - started)
+    if not current_app.config["LMS_SETTINGS"].access_log:
+        return response
     tenant = g.get("tenant")
     user = g.get("user")
     write_line(
-        _method(),
-        rule.rule if rule is not None else None,
+        method,
+        route,
         response.status_code,
         started,
         tenant.slug if tenant is not None else None,
@@ -87,8 +94,7 @@ def write_line(
 
 
 def init_app(app: Flask) -> None:
-    if not app.config["LMS_SETTINGS"].access_log:
-        return
+    # The request id, the metrics and (ACCESS_LOG) the line, for every request.
     # First of the before-request hooks, so the time counts all of them.
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
     app.after_request(_write_line)

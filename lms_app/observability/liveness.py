@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lms_app.observability import access_log
+from lms_app.observability import access_log, metrics
 
 PATH = "/healthz"
 BODY = b'{"status":"ok"}'
@@ -32,6 +32,7 @@ class Liveness:
         started = time.perf_counter()
         request_id = access_log.request_id(environ.get("HTTP_X_REQUEST_ID"))
         start_response("200 OK", [*_HEADERS, (access_log.REQUEST_ID_HEADER, request_id)])
+        metrics.observe_request(PATH, method, 200, time.perf_counter() - started)
         if self.log_requests:
             access_log.write_line(method, PATH, 200, started, None, None, request_id)
         return [b"" if method == "HEAD" else BODY]

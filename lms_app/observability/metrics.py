@@ -1,0 +1,119 @@
+"""Prometheus metrics, added up across gunicorn's workers.
+
+With PROMETHEUS_MULTIPROC_DIR set (config/gunicorn.conf.py sets it before anything
+imports prometheus_client), every worker writes its values to files there and
+`GET /metrics` reads them all; outside gunicorn (tests, `flask run`) the process's
+own registry is served.
+
+Labels are bounded by construction: route templates (never paths), methods, status
+codes, bind names, cache namespaces, replica names from settings, and statement
+fingerprints: the SQL with tenant schemas and literals taken out, hashed, with at
+most MAX_FINGERPRINTS kept per process (the rest count as "other"). No label ever
+carries a tenant, a user, or a value from a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+
+from flask import Blueprint, Response, current_app, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from lms_app.errors import abort
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_REQUESTS = Counter(
+    "lms_http_requests", "Requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+)  # fmt: skip
+HTTP_DURATION = Histogram(
+    "lms_http_request_duration_seconds", "Time from the first hook to the response.",
+    ["route", "method"], buckets=_LATENCY,
+)  # fmt: skip
+DB_STATEMENT_DURATION = Histogram(
+    "lms_db_statement_duration_seconds",
+    "Statement time on the driver, by fingerprint (the SQL with schemas and literals"
+    " taken out, hashed).",
+    ["fingerprint"], buckets=_LATENCY,
+)  # fmt: skip
+DB_POOL_CHECKED_OUT = Gauge(
+    "lms_db_pool_checked_out", "Connections in use, by bind.", ["bind"],
+    multiprocess_mode="livesum",
+)  # fmt: skip
+CACHE_LOOKUPS = Counter(
+    "lms_cache_lookups", "Cache lookups by namespace and outcome (hit, local_hit, miss, error).",
+    ["namespace", "outcome"],
+)  # fmt: skip
+REPLICA_ROUTING = Counter(
+    "lms_replica_routing", "Read-only requests by where their reads went.", ["decision"],
+)  # fmt: skip
+REPLICA_LAG = Gauge(
+    "lms_replica_lag_seconds", "Each replica's lag behind the primary, as last checked.",
+    ["replica"], multiprocess_mode="max",
+)  # fmt: skip
+
+MAX_FINGERPRINTS = 500
+_TEXTS = 8192  # statement texts remembered (one per statement and tenant schema)
+_SCHEMA = re.compile(r"\bt\d+_[a-z0-9_]+\.")
+_LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+\b")
+_by_text: dict[str, str] = {}
+_known: set[str] = set()
+
+
+def fingerprint(statement: str) -> str:
+    """A short stable name for a statement's shape, the same in every tenant."""
+    found = _by_text.get(statement)
+    if found is None:
+        shape = _LITERAL.sub("?", _SCHEMA.sub("tenant.", " ".join(statement.split())))
+        digest = hashlib.blake2b(shape.encode(), digest_size=6).hexdigest()
+        found = f"{shape.split(' ', 1)[0].lower()}_{digest}"
+        if found not in _known:
+            if len(_known) >= MAX_FINGERPRINTS:
+                found = "other"
+            else:
+                _known.add(found)
+        if len(_by_text) >= _TEXTS:
+            _by_text.clear()
+        _by_text[statement] = found
+    return found
+
+
+def observe_statement(statement: str, seconds: float) -> None:
+    DB_STATEMENT_DURATION.labels(fingerprint(statement)).observe(seconds)
+
+
+def observe_request(route: str | None, method: str, status: int, seconds: float) -> None:
+    route = route or "unmatched"
+    HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    HTTP_DURATION.labels(route, method).observe(seconds)
+
+
+blp = Blueprint("metrics", __name__)
+
+
+@blp.get("/metrics")
+def metrics() -> Response:
+    token = current_app.config["LMS_SETTINGS"].metrics_token
+    if token is not None:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            abort(401, "a valid metrics token is required")
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
