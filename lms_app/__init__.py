@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
                 install_idle_ping(engine, settings.pool.pre_ping_idle_s)
 
     from lms_app.accounts import auth, throttle
+    from lms_app.db import cli as db_cli
     from lms_app.demo import cli as demo_cli
     from lms_app.tenancy import cli as tenancy_cli
     from lms_app.tenancy import resolver
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     app.register_blueprint(metrics.blp)
     db_retry.init_app(app)
     tenancy_cli.init_app(app)
+    db_cli.init_app(app)
     demo_cli.init_app(app)
     # After flask-smorest's own handlers, so every error has one shape.
     register_error_handlers(app)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
+from lms_app.db.statement_stats import STATS
 from lms_app.observability import metrics
 
 log = logging.getLogger("lms_app.sql")
@@ -34,17 +35,22 @@ def unobserve(observer: StatementObserver) -> None:
 
 def note_statement(engine: Engine, statement: str, elapsed_ms: float) -> None:
     """Account for a statement run past SQLAlchemy's cursor events (lms_app.db.prepared)."""
-    metrics.observe_statement(statement, elapsed_ms / 1000)
-    slow_ms = _slow_ms.get(engine.pool)
-    if slow_ms is not None and elapsed_ms >= slow_ms:
-        _log_slow(statement, elapsed_ms)
+    _account(statement, elapsed_ms, _slow_ms.get(engine.pool))
     for observer in _observers:
         observer(engine, statement)
 
 
-def _log_slow(statement: str, elapsed_ms: float) -> None:
-    # Statement text only: parameters may carry personal data.
-    log.warning("slow_statement ms=%.0f sql=%s", elapsed_ms, " ".join(statement.split())[:500])
+def _account(statement: str, elapsed_ms: float, slow_ms: int | None) -> None:
+    """Metrics, per-process statistics and the slow-statement warning, for one run."""
+    fingerprint, shape = metrics.describe(statement)
+    metrics.DB_STATEMENT_DURATION.labels(fingerprint).observe(elapsed_ms / 1000)
+    STATS.record(fingerprint, shape, elapsed_ms)
+    if slow_ms is not None and elapsed_ms >= slow_ms:
+        # The shape only (no literals, no bind values: they may carry personal data);
+        # the JSON line adds the request id and the school.
+        log.warning(
+            "slow_statement ms=%.0f fingerprint=%s sql=%s", elapsed_ms, fingerprint, shape[:500]
+        )
 
 
 def instrument_engine(engine: Engine, slow_query_ms: int, bind: str = "primary") -> None:
@@ -70,9 +76,7 @@ def instrument_engine(engine: Engine, slow_query_ms: int, bind: str = "primary")
     def _end(conn, cursor, statement, parameters, context, executemany):
         started = conn.info["lms_query_start"].pop()
         elapsed_ms = (time.perf_counter() - started) * 1000
-        metrics.observe_statement(statement, elapsed_ms / 1000)
-        if elapsed_ms >= slow_query_ms:
-            _log_slow(statement, elapsed_ms)
+        _account(statement, elapsed_ms, slow_query_ms)
 
     @event.listens_for(engine, "handle_error")
     def _failed(context):

@@ -67,32 +67,38 @@ REPLICA_LAG = Gauge(
 
 MAX_FINGERPRINTS = 500
 _TEXTS = 8192  # statement texts remembered (one per statement and tenant schema)
-_SCHEMA = re.compile(r"\bt\d+_[a-z0-9_]+\.")
-_LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+\b")
-_by_text: dict[str, str] = {}
+_SCHEMA = re.compile(r'"?\bt\d+_[a-z0-9_]+\b"?')
+# Literals, and the driver's placeholders (their names are numbered per statement).
+_LITERAL = re.compile(r"'(?:[^']|'')*'|%\(\w+\)s|\$\d+|\b\d+\b")
+# Lists whose length varies with the input: IN (?, ?, ...) and VALUES (...), (...).
+_LIST = re.compile(r"\((?:\?, )+\?\)")
+_ROWS = re.compile(r"\(\?\)(?:, \(\?\))+")
+_by_text: dict[str, tuple[str, str]] = {}
 _known: set[str] = set()
 
 
-def fingerprint(statement: str) -> str:
-    """A short stable name for a statement's shape, the same in every tenant."""
+def describe(statement: str) -> tuple[str, str]:
+    """(fingerprint, shape): a short stable name for a statement's shape, the same in
+    every tenant, and the shape itself (SQL with schemas and literals taken out)."""
     found = _by_text.get(statement)
     if found is None:
-        shape = _LITERAL.sub("?", _SCHEMA.sub("tenant.", " ".join(statement.split())))
+        shape = _LITERAL.sub("?", _SCHEMA.sub("tenant", " ".join(statement.split())))
+        shape = _ROWS.sub("(?)", _LIST.sub("(?)", shape))
         digest = hashlib.blake2b(shape.encode(), digest_size=6).hexdigest()
-        found = f"{shape.split(' ', 1)[0].lower()}_{digest}"
-        if found not in _known:
+        name = f"{shape.split(' ', 1)[0].lower()}_{digest}"
+        if name not in _known:
             if len(_known) >= MAX_FINGERPRINTS:
-                found = "other"
+                name, shape = "other", "(fingerprints past MAX_FINGERPRINTS)"
             else:
-                _known.add(found)
+                _known.add(name)
         if len(_by_text) >= _TEXTS:
             _by_text.clear()
-        _by_text[statement] = found
+        found = _by_text[statement] = (name, shape)
     return found
 
 
-def observe_statement(statement: str, seconds: float) -> None:
-    DB_STATEMENT_DURATION.labels(fingerprint(statement)).observe(seconds)
+def fingerprint(statement: str) -> str:
+    return describe(statement)[0]
 
 
 def observe_request(route: str | None, method: str, status: int, seconds: float) -> None:

@@ -10,12 +10,14 @@ from flask.views import MethodView
 
 from lms_app.caching.stats import cache_stats
 from lms_app.db.routing import replica_set
+from lms_app.db.statement_stats import STATS, server_top
 from lms_app.errors import abort
 from lms_app.extensions import db
 from lms_app.tenancy.platform_schemas import (
     CacheStatsSchema,
     DropArgs,
     ReplicaStatsSchema,
+    SlowQueriesSchema,
     TenantCreate,
     TenantDetail,
     TenantListArgs,
@@ -137,3 +139,12 @@ def replicas_of_this_process():
     found = replica_set()
     described = found.describe() if found is not None else {"replicas": [], "routing": {}}
     return {"pid": os.getpid(), **described}
+
+
+@blp.get("/slow-queries")
+@blp.response(200, SlowQueriesSchema)
+def slow_queries_of_this_process():
+    """The top statements by mean and by total time: this worker's since it started
+    (by fingerprint: no literals, no values), and the server's from
+    pg_stat_statements when it is available."""
+    return {"pid": os.getpid(), "process": STATS.top(), "server": server_top(db.engine)}

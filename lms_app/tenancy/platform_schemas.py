@@ -98,3 +98,25 @@ class ReplicaStatsSchema(Schema):
             " primary_write_record_unknown, primary_after_replica_error; replica_failures"
         },
     )
+
+
+class StatementFiguresSchema(Schema):
+    fingerprint = fields.String(metadata={"description": "absent in the server's lists"})
+    statement = fields.String(metadata={"description": "the shape: no literals, no values"})
+    calls = fields.Integer()
+    total_ms = fields.Float()
+    mean_ms = fields.Float()
+    max_ms = fields.Float()
+
+
+class StatementTopsSchema(Schema):
+    available = fields.Boolean(metadata={"description": "server only"})
+    reason = fields.String(metadata={"description": "server only, when not available"})
+    by_mean = fields.List(fields.Nested(StatementFiguresSchema))
+    by_total = fields.List(fields.Nested(StatementFiguresSchema))
+
+
+class SlowQueriesSchema(Schema):
+    pid = fields.Integer()
+    process = fields.Nested(StatementTopsSchema)
+    server = fields.Nested(StatementTopsSchema)
