@@ -51,6 +51,16 @@ gunicorn_output.install()
 preload_app = False
 
 
+def when_ready(server) -> None:
+    """Warn with the numbers when the workers' pools could exceed max_connections."""
+    from config import connection_budget
+
+    try:
+        connection_budget.check(workers, server.log)
+    except Exception as exc:  # a settings error shows when the workers start
+        server.log.warning(f"connection_budget: not checked ({type(exc).__name__})")
+
+
 def child_exit(server, worker) -> None:
     """A worker's live gauges (connections in use) leave with it."""
     from prometheus_client import multiprocess
