@@ -157,6 +157,10 @@ class Settings:
     replica_backoff_s: float = 5.0
     # How long a user's last write position is kept: it must outlast the lag limit.
     replica_sticky_s: float = 30.0
+    # A pool past this share in use, or with more requests waiting, logs a warning
+    # (at most once a minute per pool and process).
+    pool_warn_utilisation: float = 0.8
+    pool_warn_waiting: int = 10
     # Bearer token GET /metrics requires; None: open (keep it off the public network).
     metrics_token: str | None = None
     max_content_length: int = 2 * 1024 * 1024
@@ -263,6 +267,8 @@ class Settings:
             replica_backoff_s=_float(env, "REPLICA_BACKOFF_SECONDS", 5.0),
             replica_sticky_s=sticky,
             metrics_token=(env.get("METRICS_TOKEN") or "").strip() or None,
+            pool_warn_utilisation=_float(env, "POOL_WARN_UTILISATION", 0.8),
+            pool_warn_waiting=_int(env, "POOL_WARN_WAITING", 10, 0),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 2 * 1024 * 1024, 1024),
             log_level=(env.get("LOG_LEVEL") or "INFO").strip().upper(),
             login_limit_per_account=_rate(env, "LOGIN_LIMIT_PER_ACCOUNT", "10/minute"),

@@ -105,7 +105,13 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
             binds[f"replica:{replica.url.host}:{replica.url.port}"] = replica
         for bind, engine in binds.items():
             remember_schema_translation(engine)
-            instrument_engine(engine, settings.slow_query_ms, bind)
+            instrument_engine(
+                engine,
+                settings.slow_query_ms,
+                bind,
+                settings.pool_warn_utilisation,
+                settings.pool_warn_waiting,
+            )
             if settings.pool.pre_ping:
                 install_idle_ping(engine, settings.pool.pre_ping_idle_s)
 

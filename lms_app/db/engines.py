@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine
 
 from config.settings import PoolSettings
 from lms_app.db.base import TENANT_SCHEMA_PLACEHOLDER
+from lms_app.db.pool_watch import WatchedQueuePool
 
 # Flask-SQLAlchemy bind key of the engine that serves plain reads of read-only
 # requests (see lms_app.db.session). It is a separate pool whose connections are
@@ -33,6 +34,8 @@ def engine_options(pool: PoolSettings, application_name: str = "lms_app") -> dic
         "pool_recycle": pool.recycle_s,
         # Pinging is done by lms_app.db.pool_health (idle connections only).
         "pool_pre_ping": False,
+        # Counts and times checkouts for /metrics and the pressure warning.
+        "poolclass": WatchedQueuePool,
         # Bind values never appear in exception messages (and so in no log line):
         # they carry e-mails, names and password hashes.
         "hide_parameters": True,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
+from lms_app.db.pool_watch import WatchedQueuePool
 from lms_app.db.statement_stats import STATS
 from lms_app.observability import metrics
 
@@ -53,12 +54,20 @@ def _account(statement: str, elapsed_ms: float, slow_ms: int | None) -> None:
         )
 
 
-def instrument_engine(engine: Engine, slow_query_ms: int, bind: str = "primary") -> None:
+def instrument_engine(
+    engine: Engine,
+    slow_query_ms: int,
+    bind: str = "primary",
+    warn_utilisation: float = 0.8,
+    warn_waiting: int = 10,
+) -> None:
     if getattr(engine, "_lms_instrumented", False):
         return
     engine._lms_instrumented = True  # type: ignore[attr-defined]
     _slow_ms[engine.pool] = slow_query_ms
     checked_out = metrics.DB_POOL_CHECKED_OUT.labels(bind)
+    if isinstance(engine.pool, WatchedQueuePool):
+        engine.pool.watch(bind, warn_utilisation, warn_waiting)
 
     @event.listens_for(engine.pool, "checkout")
     def _checkout(dbapi_connection, record, proxy):

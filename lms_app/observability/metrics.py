@@ -53,6 +53,14 @@ DB_POOL_CHECKED_OUT = Gauge(
     "lms_db_pool_checked_out", "Connections in use, by bind.", ["bind"],
     multiprocess_mode="livesum",
 )  # fmt: skip
+DB_POOL = Gauge(
+    "lms_db_pool_connections", "Pooled connections by bind and state (idle, overflow, waiting).",
+    ["bind", "state"], multiprocess_mode="livesum",
+)  # fmt: skip
+DB_POOL_CHECKOUT_SECONDS = Histogram(
+    "lms_db_pool_checkout_seconds", "Time to get a pooled connection (waiting included).",
+    ["bind"], buckets=_LATENCY,
+)  # fmt: skip
 CACHE_LOOKUPS = Counter(
     "lms_cache_lookups", "Cache lookups by namespace and outcome (hit, local_hit, miss, error).",
     ["namespace", "outcome"],
