@@ -18,15 +18,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from tests.servers import free_port
+
 
 class PgBouncerUnavailable(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PgBouncer:
@@ -40,7 +36,7 @@ class PgBouncer:
         self.binary = binary
         self.server = make_url(server_url)
         self.pool_size = pool_size
-        self.port = _free_port()
+        self.port = free_port()
         self.root: Path | None = None
         self.proc: subprocess.Popen | None = None
 

@@ -18,7 +18,6 @@ import os
 import pwd
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,17 +26,13 @@ from pathlib import Path
 import psycopg2
 from sqlalchemy.engine import make_url
 
+from tests.servers import free_port
+
 START_TIMEOUT_S = 120
 
 
 class ReplicaUnavailable(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class StreamingReplica:
@@ -47,7 +42,7 @@ class StreamingReplica:
         self.primary_port = url.port or 5432
         self.user = url.username
         self.database = database
-        self.port = _free_port()
+        self.port = free_port()
         self._primary_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.bindir = self._bindir()
         self.root: Path | None = None

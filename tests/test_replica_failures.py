@@ -18,7 +18,7 @@ from lms_app.db.retry import retrying
 from lms_app.extensions import db
 from lms_app.tenancy.context import tenant_scope
 from tests.conftest import dispose, make_app
-from tests.streaming_replica import _free_port
+from tests.servers import free_port
 from tests.test_catalog_api import API, make_school, new_course, new_lesson
 
 
@@ -36,7 +36,7 @@ def school(app, make_tenant):
 
 def dead_replica_app(database_url, redis_url, path, cache_prefix=None):
     """An app whose one replica died after its last (healthy) status check."""
-    dead = make_url(database_url).set(port=_free_port()).render_as_string(hide_password=False)
+    dead = make_url(database_url).set(port=free_port()).render_as_string(hide_password=False)
     made = make_app(
         database_url,
         redis_url,
