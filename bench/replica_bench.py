@@ -24,9 +24,7 @@ costs, not what a replica on its own host would add.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
-import statistics
 import sys
 import time
 from contextlib import ExitStack
@@ -37,6 +35,7 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import ab
 import api_bench
 import data as bench_data
 import load
@@ -131,60 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = in_process(env, info.slug, user, args.calls)
         print(load.table(["configuration", "request", "µs"], rows, left=2))
 
-        # As bench/load.py starts the app: only these variables, plus PATH and HOME.
-        base_env = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TZ") if k in os.environ}
-        base_env["PATH"] = (
-            f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
-        )
-        servers = {}
-        for label, extra in (("no replica", {"DATABASE_REPLICA_URLS": ""}), ("one replica", {})):
-            port = api_bench.free_port()
-            app_env = {**base_env, **env, **extra, "PORT": str(port)}
-            servers[label] = stack.enter_context(
-                load.serve(
-                    f"replica_bench_{label.replace(' ', '_')}",
-                    load.procfile_web_command(),
-                    load.PROJECT_ROOT,
-                    app_env,
-                    "/healthz",
-                    port,
-                )
-            )
+        configs = {"no replica": {"DATABASE_REPLICA_URLS": ""}, "one replica": {}}
+        servers = ab.serve_both(stack, env, configs, "replica_bench")
         headers = {"X-Tenant": info.slug, "Authorization": f"Bearer {token}"}
         paths = {
             "course progress": f"{load.API}/courses/{course}/progress",
             "me/courses": f"{load.API}/me/courses",
             "lesson": f"{load.API}/lessons/{lesson}",
         }
-        results: dict[tuple[str, str], list[float]] = {}
-        for name in URLS:
-            for server in servers.values():
-                api_bench.load_test("warm", server.base + paths[name], headers, 3, 32)
-            for _ in range(args.rounds):
-                for label, server in servers.items():
-                    ran = api_bench.load_test(
-                        label, server.base + paths[name], headers, args.seconds, 32
-                    )
-                    if ran.errors:
-                        raise RuntimeError(f"{label} {name}: {ran.errors} errors")
-                    results.setdefault((name, label), []).append(ran.rps)
-        print(
-            f"\n## wrk -t2 -c32, {args.rounds} rounds of {args.seconds} s per URL, the two"
-            " apps alternating (req/s, median of rounds)"
-        )
-        rows = []
-        for name in URLS:
-            without = statistics.median(results[(name, "no replica")])
-            with_one = statistics.median(results[(name, "one replica")])
-            rows.append(
-                [
-                    name,
-                    f"{without:.0f}",
-                    f"{with_one:.0f}",
-                    f"{(1 - with_one / without) * 100:+.1f} %",
-                ]
-            )
-        print(load.table(["endpoint", "no replica", "one replica", "cost"], rows))
+        print(ab.compare(servers, paths, headers, args.rounds, args.seconds))
         for label, server in servers.items():
             status, body = load.http_get(
                 server.port,

@@ -161,6 +161,8 @@ class Settings:
     # (at most once a minute per pool and process).
     pool_warn_utilisation: float = 0.8
     pool_warn_waiting: int = 10
+    # Record metrics (GET /metrics); off only to measure what they cost.
+    metrics: bool = True
     # Bearer token GET /metrics requires; None: open (keep it off the public network).
     metrics_token: str | None = None
     max_content_length: int = 2 * 1024 * 1024
@@ -267,6 +269,7 @@ class Settings:
             replica_backoff_s=_float(env, "REPLICA_BACKOFF_SECONDS", 5.0),
             replica_sticky_s=sticky,
             metrics_token=(env.get("METRICS_TOKEN") or "").strip() or None,
+            metrics=_bool(env, "METRICS", True),
             pool_warn_utilisation=_float(env, "POOL_WARN_UTILISATION", 0.8),
             pool_warn_waiting=_int(env, "POOL_WARN_WAITING", 10, 0),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 2 * 1024 * 1024, 1024),

@@ -60,6 +60,7 @@ SPEC_KWARGS = {
 def create_app(settings: Settings | None = None, **config_overrides: Any) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
+    metrics.set_enabled(settings.metrics)
     app = Flask(__name__, instance_path=str(settings.instance_path))
     app.json = ApiJSONProvider(app)
     app.config.update(_flask_config(settings))

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from lms_app.observability import metrics
 from lms_app.observability.metrics import CACHE_LOOKUPS
 
 FIELDS = ("hits", "local_hits", "misses", "errors")
@@ -29,15 +30,18 @@ class CacheStats:
         counts[0] += 1
         if local:
             counts[1] += 1
-        CACHE_LOOKUPS.labels(namespace, "local_hit" if local else "hit").inc()
+        if metrics.ENABLED:
+            metrics.child(CACHE_LOOKUPS, namespace, "local_hit" if local else "hit").inc()
 
     def miss(self, namespace: str) -> None:
         self._counts[namespace][2] += 1
-        CACHE_LOOKUPS.labels(namespace, "miss").inc()
+        if metrics.ENABLED:
+            metrics.child(CACHE_LOOKUPS, namespace, "miss").inc()
 
     def error(self, namespace: str) -> None:
         self._counts[namespace][3] += 1
-        CACHE_LOOKUPS.labels(namespace, "error").inc()
+        if metrics.ENABLED:
+            metrics.child(CACHE_LOOKUPS, namespace, "error").inc()
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

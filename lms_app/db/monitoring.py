@@ -43,8 +43,12 @@ def note_statement(engine: Engine, statement: str, elapsed_ms: float) -> None:
 
 def _account(statement: str, elapsed_ms: float, slow_ms: int | None) -> None:
     """Metrics, per-process statistics and the slow-statement warning, for one run."""
+    if not metrics.ENABLED:
+        if slow_ms is not None and elapsed_ms >= slow_ms:
+            log.warning("slow_statement ms=%.0f", elapsed_ms)
+        return
     fingerprint, shape = metrics.describe(statement)
-    metrics.DB_STATEMENT_DURATION.labels(fingerprint).observe(elapsed_ms / 1000)
+    metrics.child(metrics.DB_STATEMENT_DURATION, fingerprint).observe(elapsed_ms / 1000)
     STATS.record(fingerprint, shape, elapsed_ms)
     if slow_ms is not None and elapsed_ms >= slow_ms:
         # The shape only (no literals, no bind values: they may carry personal data);

@@ -51,7 +51,7 @@ class WatchedQueuePool(QueuePool):
         self._lms_wait = metrics.DB_POOL_CHECKOUT_SECONDS.labels(bind)
 
     def _do_get(self) -> Any:
-        if not hasattr(self, "_lms_lock"):
+        if not metrics.ENABLED or not hasattr(self, "_lms_lock"):
             return super()._do_get()
         with self._lms_lock:
             self._lms_waiting += 1

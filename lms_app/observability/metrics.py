@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import os
 import re
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from prometheus_client import (
@@ -73,6 +74,16 @@ REPLICA_LAG = Gauge(
     ["replica"], multiprocess_mode="max",
 )  # fmt: skip
 
+# METRICS=false (a process serves one app): nothing is recorded, for measuring what
+# monitoring costs (bench/monitoring_bench.py) or for a deployment without Prometheus.
+ENABLED = True
+
+
+def set_enabled(enabled: bool) -> None:
+    global ENABLED
+    ENABLED = enabled
+
+
 MAX_FINGERPRINTS = 500
 _TEXTS = 8192  # statement texts remembered (one per statement and tenant schema)
 _SCHEMA = re.compile(r'"?\bt\d+_[a-z0-9_]+\b"?')
@@ -109,10 +120,25 @@ def fingerprint(statement: str) -> str:
     return describe(statement)[0]
 
 
+# Labelled children, kept: `labels()` builds a key and takes a lock on every call,
+# a measurable share of a sub-millisecond request (bench/monitoring_bench.py).
+_children: dict[tuple, Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    key = (id(metric), *labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
 def observe_request(route: str | None, method: str, status: int, seconds: float) -> None:
+    if not ENABLED:
+        return
     route = route or "unmatched"
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_DURATION.labels(route, method).observe(seconds)
+    child(HTTP_REQUESTS, route, method, str(status)).inc()
+    child(HTTP_DURATION, route, method).observe(seconds)
 
 
 blp = Blueprint("metrics", __name__)
