@@ -4,14 +4,68 @@ machine hits both (bench/replica_bench.py, bench/monitoring_bench.py)."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import secrets
 import statistics
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import api_bench
+import data as bench_data
 import load
+from sqlalchemy.engine import make_url
+
+
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options both A/B benchmarks take."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--database-url", default=bench_data.DEFAULT_URL)
+    parser.add_argument("--redis-url", default=load.DEFAULT_REDIS_URL)
+    parser.add_argument("--reuse", action="store_true")
+    parser.add_argument("--seconds", type=int, default=6, help="wrk seconds per URL per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=load.DEFAULT_SEED)
+    return parser
+
+
+@dataclass
+class Bench:
+    url: str
+    info: Any
+    env: dict[str, str]
+
+
+def prepare(args: argparse.Namespace) -> Bench:
+    """The bench data (bench/data.py), settled, and the environment both apps share."""
+    url = make_url(args.database_url).render_as_string(hide_password=False)
+    info = bench_data.build(url, reuse=args.reuse)
+    api_bench.settle(url, info.schema)
+    print(f"load average at start: {api_bench.load_now()}")
+    env = {
+        "DATABASE_URL": url,
+        "REDIS_URL": args.redis_url,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "PLATFORM_API_KEY": secrets.token_urlsafe(32),
+        "LMS_ENV": "production",
+    }
+    return Bench(url, info, env)
+
+
+def learner_reads(bench: Bench, seed: int) -> tuple[int, dict[str, str], dict[str, str]]:
+    """A learner (id, headers with a minted token) and the per-learner reads to compare."""
+    user, course, lesson = load.wrk_fixture(bench.url, bench.info.schema, seed)
+    token = load.mint_tokens(bench.env, bench.info.slug, bench.info.schema, [user])[user]
+    headers = {"X-Tenant": bench.info.slug, "Authorization": f"Bearer {token}"}
+    paths = {
+        "course progress": f"{load.API}/courses/{course}/progress",
+        "me/courses": f"{load.API}/me/courses",
+        "lesson": f"{load.API}/lessons/{lesson}",
+    }
+    return user, headers, paths
 
 
 def serve_both(

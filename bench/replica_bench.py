@@ -23,8 +23,6 @@ costs, not what a replica on its own host would add.
 
 from __future__ import annotations
 
-import argparse
-import secrets
 import sys
 import time
 from contextlib import ExitStack
@@ -37,12 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ab
 import api_bench
-import data as bench_data
 import load
 
 from tests.streaming_replica import StreamingReplica
 
-URLS = ("course progress", "me/courses", "lesson")
+# The two apps compared: without the replica, and with it (DATABASE_REPLICA_URLS).
+CONFIGS = {"no replica": {"DATABASE_REPLICA_URLS": ""}, "one replica": {}}
 
 
 def _seconds_per_request(app, tenant, person, n: int, decide: bool) -> float:
@@ -75,7 +73,7 @@ def in_process(env: dict[str, str], slug: str, user_id: int, n: int) -> list[lis
     from lms_app.tenancy.registry import load_tenant
 
     rows = []
-    for label, extra in (("no replica", {"DATABASE_REPLICA_URLS": ""}), ("one replica", {})):
+    for label, extra in CONFIGS.items():
         app = create_app(Settings.from_env({**env, **extra, "LOG_LEVEL": "WARNING"}))
         with app.app_context():
             tenant = load_tenant(db.engine, slug)
@@ -95,56 +93,28 @@ def in_process(env: dict[str, str], slug: str, user_id: int, n: int) -> list[lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=bench_data.DEFAULT_URL)
-    parser.add_argument("--redis-url", default=load.DEFAULT_REDIS_URL)
-    parser.add_argument("--reuse", action="store_true")
-    parser.add_argument("--seconds", type=int, default=6, help="wrk seconds per URL per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = ab.arguments(__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="in-process decisions per try")
-    parser.add_argument("--seed", type=int, default=load.DEFAULT_SEED)
     args = parser.parse_args(argv)
-    url = make_url(args.database_url).render_as_string(hide_password=False)
-    info = bench_data.build(url, reuse=args.reuse)
-    api_bench.settle(url, info.schema)
-    print(f"load average at start: {api_bench.load_now()}")
+    bench = ab.prepare(args)
     with ExitStack() as stack:
         started = time.perf_counter()
-        replica = StreamingReplica(url, make_url(url).database).start()
+        replica = StreamingReplica(bench.url, make_url(bench.url).database).start()
         stack.callback(replica.destroy)
-        print(
-            f"replica: pg_basebackup + start + streaming in {time.perf_counter() - started:.1f} s"
-        )
-        env = {
-            "DATABASE_URL": url,
-            "REDIS_URL": args.redis_url,
-            "SECRET_KEY": secrets.token_urlsafe(32),
-            "PLATFORM_API_KEY": secrets.token_urlsafe(32),
-            "LMS_ENV": "production",
-            "DATABASE_REPLICA_URLS": replica.url,
-        }
-        user, course, lesson = load.wrk_fixture(url, info.schema, args.seed)
-        token = load.mint_tokens(env, info.slug, info.schema, [user])[user]
+        took = time.perf_counter() - started
+        print(f"replica: pg_basebackup + start + streaming in {took:.1f} s")
+        bench.env["DATABASE_REPLICA_URLS"] = replica.url
+        user, headers, paths = ab.learner_reads(bench, args.seed)
 
         print("\n## routing decision per request, in process (µs above a bare request context)")
-        rows = in_process(env, info.slug, user, args.calls)
+        rows = in_process(bench.env, bench.info.slug, user, args.calls)
         print(load.table(["configuration", "request", "µs"], rows, left=2))
 
-        configs = {"no replica": {"DATABASE_REPLICA_URLS": ""}, "one replica": {}}
-        servers = ab.serve_both(stack, env, configs, "replica_bench")
-        headers = {"X-Tenant": info.slug, "Authorization": f"Bearer {token}"}
-        paths = {
-            "course progress": f"{load.API}/courses/{course}/progress",
-            "me/courses": f"{load.API}/me/courses",
-            "lesson": f"{load.API}/lessons/{lesson}",
-        }
+        servers = ab.serve_both(stack, bench.env, CONFIGS, "replica_bench")
         print(ab.compare(servers, paths, headers, args.rounds, args.seconds))
+        operator = {"Authorization": f"Bearer {bench.env['PLATFORM_API_KEY']}"}
         for label, server in servers.items():
-            status, body = load.http_get(
-                server.port,
-                "/platform/replicas",
-                {"Authorization": f"Bearer {env['PLATFORM_API_KEY']}"},
-            )
+            status, body = load.http_get(server.port, "/platform/replicas", operator)
             print(f"{label}: GET /platform/replicas (one worker) -> {status} {body.decode()[:400]}")
     print(f"load average at end: {api_bench.load_now()}")
     return 0
