@@ -338,7 +338,7 @@ def test_public_registry_matches_its_model(app: Flask) -> None:
 def test_new_tenant_is_at_head(app: Flask, make_tenant) -> None:
     tenant = make_tenant()
     with app.app_context():
-        assert revision_of(db.engine, tenant.schema_name) == tenant_head() == "0004"
+        assert revision_of(db.engine, tenant.schema_name) == tenant_head() == "0005"
         pending, _total = pending_tenants(db.engine)
     assert tenant.slug not in [slug for slug, _schema in pending]
 

@@ -89,6 +89,7 @@ class Course(TenantBase):
     total_lessons: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     is_published: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     is_archived: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     search_vector: Mapped[str | None] = mapped_column(
         TSVECTOR, Computed(COURSE_SEARCH_SQL, persisted=True), deferred=True
     )
@@ -115,6 +116,7 @@ class Lesson(TenantBase):
     content: Mapped[str] = mapped_column(Text, server_default="", deferred=True)
     order_index: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     is_published: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     search_vector: Mapped[str | None] = mapped_column(
         TSVECTOR, Computed(LESSON_SEARCH_SQL, persisted=True), deferred=True
     )
