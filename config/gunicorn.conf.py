@@ -69,7 +69,17 @@ def child_exit(server, worker) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """Open the new worker's connections before it accepts a request."""
+    """Open the new worker's connections before it accepts a request, and start
+    adding its metrics to the shared files once a second."""
+    from lms_app.observability.batching import BATCH
     from lms_app.observability.warmup import warm_up
 
     warm_up(worker.wsgi)
+    BATCH.start_flusher()
+
+
+def worker_exit(server, worker) -> None:
+    """The worker's last second of metrics, before its files are read without it."""
+    from lms_app.observability.batching import BATCH
+
+    BATCH.flush()

@@ -60,6 +60,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
 # Signing key and operators' key: long enough that guessing is out of the question
 # (32 characters of `secrets.token_urlsafe` carry about 190 bits).
 MIN_SECRET_LENGTH = 32
@@ -161,6 +168,8 @@ class Settings:
     # (at most once a minute per pool and process).
     pool_warn_utilisation: float = 0.8
     pool_warn_waiting: int = 10
+    # A cache namespace whose hit rate over a minute falls under this logs a warning.
+    cache_warn_hit_rate: float = 0.8
     # Record metrics (GET /metrics); off only to measure what they cost.
     metrics: bool = True
     # Bearer token GET /metrics requires; None: open (keep it off the public network).
@@ -270,8 +279,9 @@ class Settings:
             replica_sticky_s=sticky,
             metrics_token=(env.get("METRICS_TOKEN") or "").strip() or None,
             metrics=_bool(env, "METRICS", True),
-            pool_warn_utilisation=_float(env, "POOL_WARN_UTILISATION", 0.8),
+            pool_warn_utilisation=_share(env, "POOL_WARN_UTILISATION", 0.8),
             pool_warn_waiting=_int(env, "POOL_WARN_WAITING", 10, 0),
+            cache_warn_hit_rate=_share(env, "CACHE_WARN_HIT_RATE", 0.8),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 2 * 1024 * 1024, 1024),
             log_level=(env.get("LOG_LEVEL") or "INFO").strip().upper(),
             login_limit_per_account=_rate(env, "LOGIN_LIMIT_PER_ACCOUNT", "10/minute"),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lms_app.caching.stats import WATCH_MIN_LOOKUPS, CacheStats
 from lms_app.observability.metrics import fingerprint
 from tests.conftest import assert_error
 from tests.test_catalog_api import API, make_school, new_course
@@ -15,6 +18,9 @@ FAMILIES = {
     "lms_db_statement_duration_seconds",
     "lms_db_pool_checked_out",
     "lms_cache_lookups",
+    "lms_cache_hit_ratio",
+    "lms_db_pool_connections",
+    "lms_db_pool_checkout_seconds",
 }
 
 
@@ -51,7 +57,29 @@ def test_metrics_carry_each_family_after_traffic(client, school):
         "primary",
         "read",
     }
-    assert samples(families["lms_cache_lookups"], namespace="course")
+    lookups = samples(families["lms_cache_lookups"], namespace="course")
+    assert lookups
+    counted = {s.labels["outcome"]: s.value for s in lookups if s.name.endswith("_total")}
+    hits = counted.get("hit", 0) + counted.get("local_hit", 0)
+    (ratio,) = samples(families["lms_cache_hit_ratio"], namespace="course")
+    assert ratio.value == pytest.approx(hits / (hits + counted.get("miss", 0)))
+
+
+def test_a_low_cache_hit_rate_is_warned_once_per_check(caplog):
+    stats = CacheStats(warn_hit_rate=0.8, watch_every_s=0)
+    with caplog.at_level(logging.WARNING, logger="lms_app.caching.stats"):
+        for _ in range(WATCH_MIN_LOOKUPS - 1):
+            stats.hit("catalog", local=False)  # a healthy namespace next to it
+            stats.miss("course")
+        assert not caplog.records  # too few lookups since the last check to judge
+        stats.miss("course")
+        for _ in range(WATCH_MIN_LOOKUPS - 1):
+            stats.miss("course")  # judged again only after as many new lookups
+    (warning,) = caplog.records
+    assert warning.getMessage() == (
+        f"cache_hit_rate_low namespace=course hit_rate=0.00 lookups={WATCH_MIN_LOOKUPS}"
+        " threshold=0.80"
+    )
 
 
 def test_no_label_carries_a_tenant_a_user_or_a_request_value(client, school):

@@ -48,7 +48,7 @@ def _account(statement: str, elapsed_ms: float, slow_ms: int | None) -> None:
             log.warning("slow_statement ms=%.0f", elapsed_ms)
         return
     fingerprint, shape = metrics.describe(statement)
-    metrics.child(metrics.DB_STATEMENT_DURATION, fingerprint).observe(elapsed_ms / 1000)
+    metrics.observe(metrics.DB_STATEMENT_DURATION, elapsed_ms / 1000, fingerprint)
     STATS.record(fingerprint, shape, elapsed_ms)
     if slow_ms is not None and elapsed_ms >= slow_ms:
         # The shape only (no literals, no bind values: they may carry personal data);
@@ -69,17 +69,16 @@ def instrument_engine(
         return
     engine._lms_instrumented = True  # type: ignore[attr-defined]
     _slow_ms[engine.pool] = slow_query_ms
-    checked_out = metrics.DB_POOL_CHECKED_OUT.labels(bind)
     if isinstance(engine.pool, WatchedQueuePool):
         engine.pool.watch(bind, warn_utilisation, warn_waiting)
 
     @event.listens_for(engine.pool, "checkout")
     def _checkout(dbapi_connection, record, proxy):
-        checked_out.inc()
+        metrics.inc(metrics.DB_POOL_CHECKED_OUT, bind)
 
     @event.listens_for(engine.pool, "checkin")
     def _checkin(dbapi_connection, record):
-        checked_out.dec()
+        metrics.inc(metrics.DB_POOL_CHECKED_OUT, bind, amount=-1)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _start(conn, cursor, statement, parameters, context, executemany):

@@ -48,7 +48,6 @@ class WatchedQueuePool(QueuePool):
         self._lms_gauges = {
             name: metrics.DB_POOL.labels(bind, name) for name in ("idle", "overflow", "waiting")
         }
-        self._lms_wait = metrics.DB_POOL_CHECKOUT_SECONDS.labels(bind)
 
     def _do_get(self) -> Any:
         if not metrics.ENABLED or not hasattr(self, "_lms_lock"):
@@ -61,7 +60,9 @@ class WatchedQueuePool(QueuePool):
         finally:
             with self._lms_lock:
                 self._lms_waiting -= 1
-            self._lms_wait.observe(time.perf_counter() - started)
+            metrics.observe(
+                metrics.DB_POOL_CHECKOUT_SECONDS, time.perf_counter() - started, self._lms_bind
+            )
             self._publish()
 
     def _publish(self) -> None:

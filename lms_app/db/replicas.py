@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from lms_app.observability import metrics
 from lms_app.observability.metrics import REPLICA_LAG, REPLICA_ROUTING
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class ReplicaSet:
     def count(self, decision: str) -> None:
         """One routing decision (or failure), here and in the metrics."""
         self.counts[decision] += 1
-        REPLICA_ROUTING.labels(decision).inc()
+        metrics.inc(REPLICA_ROUTING, decision)
 
     def _serves(self, replica: Replica) -> bool:
         return (

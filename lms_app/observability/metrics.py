@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -31,8 +32,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from lms_app.errors import abort
+from lms_app.observability.batching import BATCH
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -120,25 +123,24 @@ def fingerprint(statement: str) -> str:
     return describe(statement)[0]
 
 
-# Labelled children, kept: `labels()` builds a key and takes a lock on every call,
-# a measurable share of a sub-millisecond request (bench/monitoring_bench.py).
-_children: dict[tuple, Any] = {}
+def inc(metric: Any, *labels: str, amount: float = 1.0) -> None:
+    """Count on a counter or move a gauge (batched: lms_app.observability.batching)."""
+    if ENABLED:
+        BATCH.inc(metric, labels, amount)
 
 
-def child(metric: Any, *labels: str) -> Any:
-    key = (id(metric), *labels)
-    found = _children.get(key)
-    if found is None:
-        found = _children[key] = metric.labels(*labels)
-    return found
+def observe(metric: Any, value: float, *labels: str) -> None:
+    """One histogram observation (batched: lms_app.observability.batching)."""
+    if ENABLED:
+        BATCH.observe(metric, labels, value)
 
 
 def observe_request(route: str | None, method: str, status: int, seconds: float) -> None:
     if not ENABLED:
         return
     route = route or "unmatched"
-    child(HTTP_REQUESTS, route, method, str(status)).inc()
-    child(HTTP_DURATION, route, method).observe(seconds)
+    BATCH.inc(HTTP_REQUESTS, (route, method, str(status)))
+    BATCH.observe(HTTP_DURATION, (route, method), seconds)
 
 
 blp = Blueprint("metrics", __name__)
@@ -151,9 +153,44 @@ def metrics() -> Response:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             abort(401, "a valid metrics token is required")
+    BATCH.flush()  # this process's last second; other workers flush on their own
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(_WithHitRatio(registry)), mimetype=CONTENT_TYPE_LATEST)
+
+
+class _WithHitRatio:
+    """The collected families plus each cache namespace's hit ratio, worked out from
+    the lookup counters of every worker (a per-worker ratio gauge could not be added
+    up across workers)."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        hits: dict[str, float] = {}
+        lookups: dict[str, float] = {}
+        for family in self.source.collect():
+            yield family
+            if family.name != "lms_cache_lookups":
+                continue
+            for sample in family.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                namespace, outcome = sample.labels["namespace"], sample.labels["outcome"]
+                if outcome in ("hit", "local_hit"):
+                    hits[namespace] = hits.get(namespace, 0.0) + sample.value
+                if outcome in ("hit", "local_hit", "miss"):
+                    lookups[namespace] = lookups.get(namespace, 0.0) + sample.value
+        ratio = GaugeMetricFamily(
+            "lms_cache_hit_ratio",
+            "Cache hits over hits and misses per namespace, all workers, since the start.",
+            labels=["namespace"],
+        )
+        for namespace, looked_up in sorted(lookups.items()):
+            if looked_up:
+                ratio.add_metric([namespace], hits.get(namespace, 0.0) / looked_up)
+        yield ratio
