@@ -20,11 +20,11 @@ from lms_app.caching import generations
 from lms_app.caching.reads import cached_read
 from lms_app.catalog import queries
 from lms_app.catalog.schemas import CategoryPageSchema, CourseDetailSchema, SearchPageSchema
-from lms_app.web.rendering import render
+from lms_app.web.rendering import encode, render
 
 # Part of every key: bump it whenever a cached value changes shape, so a deploy never
 # reads values cached by the previous release.
-FORMAT = 1
+FORMAT = 2
 
 _DETAIL = CourseDetailSchema()
 _SEARCH = SearchPageSchema()
@@ -34,23 +34,28 @@ _CATEGORIES = CategoryPageSchema()
 class CachedCourse(NamedTuple):
     instructor_id: int | None
     listed: bool  # published and not archived: visible to every user of the school
+    version: int  # the ETag (lms_app.web.etags)
     staff_body: str  # the whole outline
     learner_body: str | None  # published lessons only (None: not listed)
 
 
-def course_detail_json(course_id: int, user: AuthUser) -> str | None:
-    """The course detail body `user` may see; None when there is none (404)."""
+def course_detail_json(course_id: int, user: AuthUser) -> tuple[str, int] | None:
+    """The course detail body `user` may see and the course's version; None when
+    there is none (404)."""
 
     def load() -> CachedCourse | None:
-        detail = queries.course_detail_for_staff(course_id)
-        if detail is None:
+        course = queries.course_detail_for_staff(course_id)
+        if course is None:
             return None
-        listed = detail["is_published"] and not detail["is_archived"]
+        detail = _DETAIL.dump(course)
+        listed = course.is_published and not course.is_archived
         learner_body = None
         if listed:
             published = [lesson for lesson in detail["lessons"] if lesson["is_published"]]
-            learner_body = render(_DETAIL, {**detail, "lessons": published})
-        return CachedCourse(detail["instructor_id"], listed, render(_DETAIL, detail), learner_body)
+            learner_body = encode({**detail, "lessons": published})
+        return CachedCourse(
+            course.instructor_id, listed, course.version, encode(detail), learner_body
+        )
 
     ttl = _ttls().course_detail
     # Two primary-key statements on a miss: cheaper than a claim's round trip.
@@ -60,8 +65,10 @@ def course_detail_json(course_id: int, user: AuthUser) -> str | None:
         return None
     course = CachedCourse(*course)
     if user.manages(course.instructor_id):
-        return course.staff_body
-    return course.learner_body
+        return course.staff_body, course.version
+    if course.learner_body is None:
+        return None
+    return course.learner_body, course.version
 
 
 # ASCII letters only: PostgreSQL lowercases those as Python does, but not every other

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +22,9 @@ from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lms_app.db.base import TenantBase, created_at_column, updated_at_column
+
+if TYPE_CHECKING:
+    from lms_app.accounts.models import User
 
 DIFFICULTY_LEVELS = ("beginner", "intermediate", "advanced")
 
@@ -97,9 +101,16 @@ class Course(TenantBase):
     updated_at: Mapped[datetime] = updated_at_column()
 
     category: Mapped[Category | None] = relationship(lazy="raise")
+    instructor: Mapped[User | None] = relationship(lazy="raise")
     lessons: Mapped[list[Lesson]] = relationship(
-        back_populates="course", lazy="raise", order_by="Lesson.order_index"
+        back_populates="course", lazy="raise", order_by=lambda: (Lesson.order_index, Lesson.id)
     )
+
+    # Every ORM UPDATE adds `AND version = <the version loaded>` and bumps it: an
+    # edit of a row that moved since it was read fails instead of overwriting it
+    # (lms_app.web.etags turns the version into the ETag). Server defaults and
+    # onupdate values come back through RETURNING, not a second SELECT.
+    __mapper_args__ = {"version_id_col": version, "eager_defaults": True}
 
 
 class Lesson(TenantBase):
@@ -124,3 +135,5 @@ class Lesson(TenantBase):
     updated_at: Mapped[datetime] = updated_at_column()
 
     course: Mapped[Course] = relationship(back_populates="lessons", lazy="raise")
+
+    __mapper_args__ = {"version_id_col": version, "eager_defaults": True}

@@ -28,13 +28,14 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import websearch_to_tsquery
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, joinedload, raiseload, selectinload
 
 from lms_app.accounts.models import User
 from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.db.arrays import array_param
 from lms_app.db.prepared import prepare
 from lms_app.db.reads import read as _read
+from lms_app.extensions import db
 from lms_app.learning.models import Enrollment, LessonProgress
 from lms_app.web.pagination import page
 
@@ -303,45 +304,29 @@ def catalog_page(
 # --- course detail ---------------------------------------------------------------
 
 
-COURSE_DETAIL_STATEMENT = (
-    select(
-        *COURSE_COLUMNS,
-        Category.name.label("category_name"),
-        Category.slug.label("category_slug"),
-        User.name.label("instructor_name"),
-    )
-    .outerjoin(Category, Category.id == Course.category_id)
-    .outerjoin(User, User.id == Course.instructor_id)
+# The one read of the catalog that is an entity with its relations, and is cached
+# (lms_app.catalog.cached_reads): through the ORM, every relation's loading stated.
+# Two statements: the course with its category and instructor joined, then its
+# lesson outline (selectin: a join would repeat the course's columns per lesson).
+COURSE_DETAIL = (
+    select(Course)
     .where(Course.id == bindparam("course_id", type_=BigInteger))
-)
-OUTLINE_STATEMENT = (
-    select(Lesson.id, Lesson.title, Lesson.order_index, Lesson.is_published)
-    .where(Lesson.course_id == bindparam("course_id", type_=BigInteger))
-    .order_by(Lesson.order_index, Lesson.id)
+    .options(
+        joinedload(Course.category).load_only(Category.name, Category.slug),
+        joinedload(Course.instructor).load_only(User.name),
+        selectinload(Course.lessons).load_only(
+            Lesson.title, Lesson.order_index, Lesson.is_published
+        ),
+        raiseload("*"),
+    )
 )
 
 
-def course_detail_for_staff(course_id: int) -> dict[str, Any] | None:
-    """Course + category + instructor (one statement) and its whole lesson outline
-    (one), as the course's staff see it; None when the course does not exist.
-    Learners' view (lms_app.catalog.cached_reads) is derived from it."""
-    params = {"course_id": course_id}
-    row = _read(COURSE_DETAIL_STATEMENT, params).first()
-    if row is None:
-        return None
-    detail = {column.key: getattr(row, column.key) for column in COURSE_COLUMNS}
-    detail["category"] = (
-        {"id": row.category_id, "name": row.category_name, "slug": row.category_slug}
-        if row.category_name is not None
-        else None
-    )
-    detail["instructor"] = (
-        {"id": row.instructor_id, "name": row.instructor_name}
-        if row.instructor_name is not None
-        else None
-    )
-    detail["lessons"] = [r._asdict() for r in _read(OUTLINE_STATEMENT, params)]
-    return detail
+def course_detail_for_staff(course_id: int) -> Course | None:
+    """The course with category, instructor and whole lesson outline, as its staff
+    see it (CourseDetailSchema dumps it); None when it does not exist. Learners'
+    view (lms_app.catalog.cached_reads) is derived from it."""
+    return db.session.scalars(COURSE_DETAIL, {"course_id": course_id}).unique().first()
 
 
 # --- search ---------------------------------------------------------------------

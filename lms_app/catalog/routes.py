@@ -26,6 +26,7 @@ from lms_app.catalog.schemas import (
     SearchPageSchema,
 )
 from lms_app.errors import abort
+from lms_app.web import etags
 from lms_app.web.blueprint import Blueprint
 from lms_app.web.rendering import json_response
 
@@ -74,7 +75,8 @@ class Courses(MethodView):
     @blp.response(201, CourseSchema)
     def post(self, data: dict[str, Any]):
         """Create a course (instructor, admin); the caller teaches it unless an admin says."""
-        return service.create_course(data, current_user())
+        course = service.create_course(data, current_user())
+        return course, 201, etags.headers(course["version"])
 
 
 @blp.route("/courses/<id:course_id>")
@@ -83,23 +85,25 @@ class CourseById(MethodView):
     @blp.response(200, CourseDetailSchema)
     def get(self, course_id: int):
         """A course with its category, instructor and lesson outline."""
-        body = cached_reads.course_detail_json(course_id, current_user())
-        if body is None:
+        found = cached_reads.course_detail_json(course_id, current_user())
+        if found is None:
             abort(404, "course not found")
-        return json_response(body)
+        return etags.tagged_json(*found)
 
     @auth_required(*STAFF)
     @blp.arguments(CourseUpdateSchema)
     @blp.response(200, CourseSchema)
     def patch(self, data: dict[str, Any], course_id: int):
-        """Update a course (its instructor, admin)."""
-        return service.update_course(course_id, data, current_user())
+        """Update a course (its instructor, admin); with If-Match, only the version
+        named by its ETag (412 otherwise)."""
+        course = service.update_course(course_id, data, current_user(), etags.if_match())
+        return course, 200, etags.headers(course["version"])
 
     @auth_required(*STAFF)
     @blp.response(204)
     def delete(self, course_id: int):
         """Archive a course (its instructor, admin): it leaves the catalog, progress stays."""
-        service.archive_course(course_id, current_user())
+        service.archive_course(course_id, current_user(), etags.if_match())
 
 
 @blp.route("/courses/<id:course_id>/lessons")
@@ -109,7 +113,8 @@ class CourseLessons(MethodView):
     @blp.response(201, LessonSchema)
     def post(self, data: dict[str, Any], course_id: int):
         """Add a lesson (course instructor, admin); appended after the last one by default."""
-        return service.create_lesson(course_id, data, current_user())
+        lesson = service.create_lesson(course_id, data, current_user())
+        return lesson, 201, etags.headers(lesson["version"])
 
 
 @blp.route("/lessons/<id:lesson_id>")
@@ -118,14 +123,16 @@ class LessonById(MethodView):
     @blp.arguments(LessonUpdateSchema)
     @blp.response(200, LessonSchema)
     def patch(self, data: dict[str, Any], lesson_id: int):
-        """Update a lesson (course instructor, admin)."""
-        return service.update_lesson(lesson_id, data, current_user())
+        """Update a lesson (course instructor, admin); with If-Match, only the version
+        named by its ETag (412 otherwise)."""
+        lesson = service.update_lesson(lesson_id, data, current_user(), etags.if_match())
+        return lesson, 200, etags.headers(lesson["version"])
 
     @auth_required(*STAFF)
     @blp.response(204)
     def delete(self, lesson_id: int):
         """Delete a lesson without learner progress (409 otherwise: unpublish it instead)."""
-        service.delete_lesson(lesson_id, current_user())
+        service.delete_lesson(lesson_id, current_user(), etags.if_match())
 
 
 @blp.route("/search")

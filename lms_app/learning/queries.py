@@ -114,6 +114,7 @@ LESSON_CONTENT = (
         lessons.c.is_published,
         lessons.c.created_at,
         lessons.c.updated_at,
+        lessons.c.version,
         *COURSE_ACCESS_COLUMNS,
     )
     .join(courses, courses.c.id == lessons.c.course_id)

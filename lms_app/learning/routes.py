@@ -8,10 +8,10 @@ from flask import Response
 
 from lms_app.accounts.auth import auth_required, current_user
 from lms_app.learning import schemas, service
+from lms_app.web import etags
 from lms_app.web.blueprint import Blueprint
 from lms_app.web.fast_dump import compile_dump, respond
 from lms_app.web.pagination import CursorPageArgs
-from lms_app.web.rendering import json_response
 
 blp = Blueprint("learning", __name__, url_prefix="/api/v1", description="learning")
 
@@ -30,7 +30,7 @@ _MY_COURSES = compile_dump(schemas.MyCoursesPageSchema())
 @blp.response(200, schemas.LessonWithProgressSchema)
 def get_lesson(lesson_id: int) -> Response:
     """A lesson with the current user's progress (enrolled learners and course staff)."""
-    return json_response(service.lesson_json(current_user(), lesson_id))
+    return etags.tagged_json(*service.lesson_json(current_user(), lesson_id))
 
 
 @blp.post("/courses/<id:course_id>/enroll")

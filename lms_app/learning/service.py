@@ -88,7 +88,7 @@ def _staff_course(user: AuthUser, course_id: int) -> Row[Any]:
 # (it bounds the process copies' memory: lms_app.caching.local).
 LOCAL_LESSON_MAX_CHARS = 8 * 1024
 # Part of every lesson key: bump it whenever CachedLesson changes shape.
-LESSON_FORMAT = 1
+LESSON_FORMAT = 2
 _LESSON = LessonSchema()
 
 
@@ -97,11 +97,13 @@ class CachedLesson(NamedTuple):
     instructor_id: int | None
     learnable: bool
     body: str  # the lesson as LessonSchema dumps it, without its closing brace
+    version: int  # the ETag (lms_app.web.etags)
 
 
-def lesson_json(user: AuthUser, lesson_id: int) -> str:
-    """A lesson with the user's progress: the lesson from the cache (the seed's lesson
-    content TTL), who may open it and the progress always from the database."""
+def lesson_json(user: AuthUser, lesson_id: int) -> tuple[str, int]:
+    """A lesson with the user's progress, and the lesson's version: the lesson from
+    the cache (the seed's lesson content TTL), who may open it and the progress
+    always from the database."""
 
     # On a miss the lesson is read together with the user's state (one statement);
     # on a hit only the state is read.
@@ -113,7 +115,11 @@ def lesson_json(user: AuthUser, lesson_id: int) -> str:
             return None
         fresh_state.append(row)
         return CachedLesson(
-            row.course_id, row.instructor_id, _learnable(row), open_object(_LESSON, row)
+            row.course_id,
+            row.instructor_id,
+            _learnable(row),
+            open_object(_LESSON, row),
+            row.version,
         )
 
     ttl = current_app.config["LMS_SETTINGS"].cache_ttl.lesson_content
@@ -140,10 +146,11 @@ def lesson_json(user: AuthUser, lesson_id: int) -> str:
         abort(403, "enroll in this course to open its lessons")
     done = state.progress_percentage or 0
     completed_at = state.completed_at.isoformat() if state.completed_at else None
-    return (
+    body = (
         f'{lesson.body},"progress_percentage":{done},"time_spent":{state.time_spent or 0},'
         f'"completed_at":{json.dumps(completed_at)},"is_completed":{str(done == 100).lower()}}}'
     )
+    return body, lesson.version
 
 
 # --- enrollments ----------------------------------------------------------------------

@@ -49,8 +49,6 @@ def hot_statements() -> list[Executable]:
     return [
         AUTH_STATE,
         catalog.OVERLAY_STATEMENT,
-        catalog.COURSE_DETAIL_STATEMENT,
-        catalog.OUTLINE_STATEMENT,
         catalog.SEARCH_STATEMENT,
         *pages,
         learning.LEARNER_STATE,

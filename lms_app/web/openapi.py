@@ -59,6 +59,53 @@ SPECIFIC: dict[tuple[str, str], dict[str, str]] = {
 }
 
 
+# Writes that take If-Match (lms_app.web.etags), and the operations whose success
+# carries an ETag.
+CONDITIONAL = frozenset(
+    {
+        ("patch", "/api/v1/courses/{course_id}"),
+        ("delete", "/api/v1/courses/{course_id}"),
+        ("patch", "/api/v1/lessons/{lesson_id}"),
+        ("delete", "/api/v1/lessons/{lesson_id}"),
+    }
+)
+TAGGED = frozenset(
+    {
+        ("get", "/api/v1/courses/{course_id}"),
+        ("patch", "/api/v1/courses/{course_id}"),
+        ("post", "/api/v1/courses"),
+        ("get", "/api/v1/lessons/{lesson_id}"),
+        ("patch", "/api/v1/lessons/{lesson_id}"),
+        ("post", "/api/v1/courses/{course_id}/lessons"),
+    }
+)
+IF_MATCH_HEADER = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "description": (
+        "The ETag of the version you edited (or `*`): the write happens only if that is "
+        "still the current version, else 412. Without it the write happens as always."
+    ),
+    "schema": {"type": "string"},
+}
+ETAG_HEADER = {
+    "description": "The version of the course or lesson, for If-Match.",
+    "schema": {"type": "string"},
+}
+STALE = "The ETag in If-Match is not the current version: read it again, then retry."
+
+
+def _conditional(method: str, path: str, operation: dict[str, Any]) -> None:
+    if (method, path) in CONDITIONAL:
+        operation.setdefault("parameters", []).append(IF_MATCH_HEADER)
+        operation["responses"].setdefault("412", _error(STALE))
+    if (method, path) in TAGGED:
+        for code, response in operation["responses"].items():
+            if code.startswith("2"):
+                response.setdefault("headers", {})["ETag"] = ETAG_HEADER
+
+
 def _error(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -97,6 +144,7 @@ def complete(api: Api) -> None:
             answers = {**_shared_answers(path, operation), **SPECIFIC.get((method, path), {})}
             for code, description in answers.items():
                 responses.setdefault(code, _error(description))
+            _conditional(method, path, operation)
             # Every status is now listed: a catch-all would hide an undocumented one.
             responses.pop("default", None)
             if path.startswith("/api/v1/"):

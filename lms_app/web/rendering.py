@@ -15,7 +15,12 @@ from marshmallow import Schema
 
 def render(schema: Schema, data: Any) -> str:
     """`data` as `schema` dumps it, as compact JSON text."""
-    return current_app.json.dumps(schema.dump(data), separators=(",", ":"))
+    return encode(schema.dump(data))
+
+
+def encode(dumped: Any) -> str:
+    """What a schema dumped, as compact JSON text."""
+    return current_app.json.dumps(dumped, separators=(",", ":"))
 
 
 def open_object(schema: Schema, data: Any) -> str:
