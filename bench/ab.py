@@ -69,10 +69,16 @@ def learner_reads(bench: Bench, seed: int) -> tuple[int, dict[str, str], dict[st
 
 
 def serve_both(
-    stack: ExitStack, env: dict[str, str], configs: dict[str, dict[str, str]], name: str
+    stack: ExitStack,
+    env: dict[str, str],
+    configs: dict[str, dict[str, str]],
+    name: str,
+    roots: dict[str, Path] | None = None,
 ) -> dict[str, load.Server]:
     """Each configuration's server (env plus its own variables), as the Procfile
-    starts it: only these variables, plus PATH and HOME (as bench/load.py does)."""
+    starts it: only these variables, plus PATH and HOME (as bench/load.py does).
+    `roots` runs a configuration from another checkout (e.g. a git worktree of an
+    older commit); the others run from this one."""
     base = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TZ") if k in os.environ}
     base["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
     servers = {}
@@ -82,7 +88,7 @@ def serve_both(
             load.serve(
                 f"{name}_{label.replace(' ', '_')}",
                 load.procfile_web_command(),
-                load.PROJECT_ROOT,
+                (roots or {}).get(label, load.PROJECT_ROOT),
                 {**base, **env, **extra, "PORT": str(port)},
                 "/healthz",
                 port,

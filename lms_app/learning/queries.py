@@ -1,9 +1,10 @@
 """Reads of learning, each one hand-shaped statement (the tests hold the query budgets).
 
-Core over the mapped tables: the hot paths need no ORM identity map, and a row per
-result is all the routes dump. Per-row progress comes from a LATERAL aggregate over
-the (user_id, course_id) index of lesson_progress, so a page costs one statement
-whatever its size.
+Core over the mapped tables where a learner reads (the hot paths need no identity
+map: a row per result is all the routes dump; measured in bench/orm_bench.py); the
+staff's roster is entities with a relation, through the ORM. Per-row progress comes
+from a LATERAL aggregate over the (user_id, course_id) index of lesson_progress, so
+a page costs one statement whatever its size.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.orm import aliased, contains_eager, raiseload
 
 from lms_app.accounts.models import User
 from lms_app.catalog.models import Course, Lesson
@@ -261,17 +263,6 @@ def course_progress(course_id: int, user_id: int) -> Row[Any] | None:
     return read(COURSE_PROGRESS, params).first()
 
 
-def _keyset_page(stmt, sort: Any, key: Any, limit: int, after: tuple[datetime, int] | None):
-    """ORDER BY sort DESC, key DESC with a keyset bound, as a subquery.
-
-    The page is cut first and only its rows get the LATERAL progress aggregate:
-    aggregating before LIMIT would cost one aggregate per enrollment of the course.
-    """
-    if after is not None:
-        stmt = stmt.where(tuple_(sort, key) < tuple_(*after))
-    return stmt.order_by(sort.desc(), key.desc()).limit(limit + 1).subquery("page")
-
-
 def _my_courses_statement(after: bool) -> Select[Any]:
     live = select(
         courses.c.id,
@@ -337,6 +328,55 @@ def my_courses(user_id: int, limit: int, after: tuple[datetime, int] | None) -> 
     return list(read(MY_COURSES[after is not None], params).all())
 
 
+def _roster_statement(by_status: bool, after: bool) -> Select[Any]:
+    """A page of a course's enrollments, each an Enrollment with its user (name and
+    e-mail) and the learner's progress: one statement.
+
+    Through the ORM: the user comes from the same row (contains_eager over the join),
+    anything else an unplanned access would load raises instead of querying. Built
+    once per shape: adapting the entity to its page subquery cost more than running
+    the statement (bench/orm_bench.py, cProfile).
+    """
+    filtered = select(Enrollment).where(
+        Enrollment.course_id == bindparam("course_id", type_=BigInteger)
+    )
+    if by_status:
+        filtered = filtered.where(Enrollment.status == bindparam("status"))
+    if after:
+        bound = (
+            bindparam("after_enrolled_at", type_=DateTime(timezone=True)),
+            bindparam("after_id", type_=BigInteger),
+        )
+        filtered = filtered.where(tuple_(Enrollment.enrolled_at, Enrollment.id) < tuple_(*bound))
+    # The page is cut first and only its rows get the LATERAL progress aggregate.
+    page = aliased(
+        Enrollment,
+        filtered.order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
+        .limit(bindparam("fetch", type_=Integer))
+        .subquery("page"),
+    )
+    agg = progress_aggregate(page.user_id, page.course_id)
+    return (
+        select(
+            page,
+            agg.c.completed_lessons,
+            agg.c.last_activity,
+            percentage(agg.c.completed_lessons, bindparam("total", type_=Integer)),
+        )
+        .join(page.user)
+        .join(agg, true())
+        .options(contains_eager(page.user).load_only(User.name, User.email), raiseload("*"))
+        .order_by(page.enrolled_at.desc(), page.id.desc())
+    )
+
+
+ROSTER = {
+    (by_status, after): _roster_statement(by_status, after)
+    for by_status in (False, True)
+    for after in (False, True)
+}
+
+
 def course_enrollments(
     course_id: int,
     total_lessons: int,
@@ -344,34 +384,15 @@ def course_enrollments(
     after: tuple[datetime, int] | None,
     status: str | None,
 ) -> list[Row[Any]]:
-    """A page of a course's enrollments with user and progress: one statement."""
-    filtered = select(
-        enrollments.c.id,
-        enrollments.c.user_id,
-        enrollments.c.course_id,
-        enrollments.c.status,
-        enrollments.c.enrolled_at,
-    ).where(enrollments.c.course_id == course_id)
+    """Rows of (Enrollment with its user, completed_lessons, last_activity,
+    progress_percentage), newest first (see _roster_statement)."""
+    params: dict[str, Any] = {"course_id": course_id, "fetch": limit + 1, "total": total_lessons}
     if status is not None:
-        filtered = filtered.where(enrollments.c.status == status)
-    page = _keyset_page(filtered, enrollments.c.enrolled_at, enrollments.c.id, limit, after)
-    agg = progress_aggregate(page.c.user_id, page.c.course_id)
-    stmt = (
-        select(
-            page.c.id,
-            page.c.status,
-            page.c.enrolled_at,
-            users.c.id.label("user_id"),
-            users.c.name,
-            users.c.email,
-            agg.c.completed_lessons,
-            agg.c.last_activity,
-            percentage(agg.c.completed_lessons, bindparam("total", total_lessons)),
-        )
-        .select_from(page.join(users, users.c.id == page.c.user_id).join(agg, true()))
-        .order_by(page.c.enrolled_at.desc(), page.c.id.desc())
-    )
-    return list(db.session.execute(stmt).all())
+        params["status"] = status
+    if after is not None:
+        params["after_enrolled_at"], params["after_id"] = after
+    stmt = ROSTER[status is not None, after is not None]
+    return list(db.session.execute(stmt, params).all())
 
 
 def bulk_enroll_conflicts(

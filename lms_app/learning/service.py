@@ -269,14 +269,14 @@ def enrollment_page(user: AuthUser, course_id: int, args: Mapping[str, Any]) -> 
     rows = queries.course_enrollments(
         course_id, course.total_lessons, args["limit"], args["after"], args.get("status")
     )
-    items, cursor = page(rows, args["limit"], lambda r: (r.enrolled_at, r.id))
+    items, cursor = page(rows, args["limit"], lambda r: (r[0].enrolled_at, r[0].id))
     return {
         "items": [
             {
-                "id": r.id,
-                "status": r.status,
-                "enrolled_at": r.enrolled_at,
-                "user": {"id": r.user_id, "name": r.name, "email": r.email},
+                "id": r[0].id,
+                "status": r[0].status,
+                "enrolled_at": r[0].enrolled_at,
+                "user": r[0].user,
                 "progress": {
                     "completed_lessons": r.completed_lessons,
                     "progress_percentage": float(r.progress_percentage),
