@@ -312,10 +312,10 @@ COURSE_DETAIL = (
     select(Course)
     .where(Course.id == bindparam("course_id", type_=BigInteger))
     .options(
-        joinedload(Course.category).load_only(Category.name, Category.slug),
-        joinedload(Course.instructor).load_only(User.name),
+        joinedload(Course.category).load_only(Category.name, Category.slug, raiseload=True),
+        joinedload(Course.instructor).load_only(User.name, raiseload=True),
         selectinload(Course.lessons).load_only(
-            Lesson.title, Lesson.order_index, Lesson.is_published
+            Lesson.title, Lesson.order_index, Lesson.is_published, raiseload=True
         ),
         raiseload("*"),
     )

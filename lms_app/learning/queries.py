@@ -365,7 +365,10 @@ def _roster_statement(by_status: bool, after: bool) -> Select[Any]:
         )
         .join(page.user)
         .join(agg, true())
-        .options(contains_eager(page.user).load_only(User.name, User.email), raiseload("*"))
+        .options(
+            contains_eager(page.user).load_only(User.name, User.email, raiseload=True),
+            raiseload("*"),
+        )
         .order_by(page.enrolled_at.desc(), page.id.desc())
     )
 
