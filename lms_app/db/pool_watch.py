@@ -66,13 +66,16 @@ class WatchedQueuePool(QueuePool):
             self._publish()
 
     def _publish(self) -> None:
+        # Sampled, like the gauges: a pool filling up has requests waiting, and
+        # those are looked at on every checkout.
         now = time.monotonic()
-        if now - self._lms_published_at >= PUBLISH_EVERY_S or self._lms_waiting:
-            self._lms_published_at = now
-            gauges = self._lms_gauges
-            gauges["idle"].set(self.checkedin())
-            gauges["overflow"].set(max(0, self.overflow()))
-            gauges["waiting"].set(self._lms_waiting)
+        if now - self._lms_published_at < PUBLISH_EVERY_S and not self._lms_waiting:
+            return
+        self._lms_published_at = now
+        gauges = self._lms_gauges
+        gauges["idle"].set(self.checkedin())
+        gauges["overflow"].set(max(0, self.overflow()))
+        gauges["waiting"].set(self._lms_waiting)
         capacity = self.size() + max(0, self._max_overflow)
         in_use = self.checkedout()
         utilisation = in_use / capacity if capacity else 1.0

@@ -49,12 +49,13 @@ class Batch:
         """Histogram: one observation, counted in its bucket as prometheus_client would
         (the first upper bound at or above the value)."""
         key = (id(metric), labels)
+        upper = metric._upper_bounds
         with self._lock:
             entry = self._observations.get(key)
             if entry is None:
-                entry = self._observations[key] = [metric, labels, 0.0, [0] * len(bounds(metric))]
+                entry = self._observations[key] = [metric, labels, 0.0, [0] * len(upper)]
             entry[2] += value
-            entry[3][bisect.bisect_left(bounds(metric), value)] += 1
+            entry[3][bisect.bisect_left(upper, value)] += 1
 
     def child(self, metric: Any, labels: tuple[str, ...]) -> Any:
         """The labelled child, kept: `labels()` builds a key and locks on every call."""
@@ -92,10 +93,6 @@ class Batch:
                 self.flush()
             except Exception:  # a metrics file problem must not stop the next flush
                 log.exception("metrics_flush_failed")
-
-
-def bounds(metric: Any) -> list[float]:
-    return metric._upper_bounds
 
 
 BATCH = Batch()
