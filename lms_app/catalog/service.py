@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lms_app.accounts.auth import AuthUser
 from lms_app.accounts.models import User
+from lms_app.audit import trail
 from lms_app.caching import generations
 from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.catalog.queries import CATEGORY_COLUMNS, COURSE_COLUMNS, LESSON_COLUMNS
@@ -140,6 +141,7 @@ def archive_course(course_id: int, user: AuthUser) -> None:
     """DELETE archives: enrollments and progress stay, the catalog stops listing it."""
     _lock_course(course_id, user)
     db.session.execute(update(Course).where(Course.id == course_id).values(is_archived=True))
+    trail.record(trail.Event(trail.COURSE_ARCHIVE, "course", course_id))
     _commit_change()
 
 
