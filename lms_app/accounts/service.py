@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, exists, func, select, tuple_
+from sqlalchemy import case, exists, func, literal_column, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from lms_app.accounts.auth import AuthUser, issue_token
@@ -186,7 +186,9 @@ def bulk_upsert_users(actor: AuthUser, items: Sequence[Mapping[str, Any]]) -> Up
 _PRIOR = User.__table__.alias("prior")
 _ROLE_BEFORE = (
     select(_PRIOR.c.role)
-    .where(_PRIOR.c.id == User.__table__.c.id)
+    # The INSERT's own row, by the target's bare name: SQLAlchemy does not correlate
+    # a subquery in RETURNING and would add a second, unrelated `users` to its FROM.
+    .where(_PRIOR.c.id == literal_column("users.id"))
     .scalar_subquery()
     .label("role_before")
 )

@@ -134,11 +134,13 @@ class UserExport:
         connection = self._connection
         try:
             yield b'{"user":' + orjson.dumps(self._user)
-            streaming = connection.execution_options(stream_results=True, yield_per=ROWS_PER_FETCH)
+            # Per statement: Connection.execution_options() would change the connection
+            # itself, and the audit INSERT must not run through a named cursor.
+            streaming = {"stream_results": True, "yield_per": ROWS_PER_FETCH}
             for key, stmt in _sections(self._user_id):
                 yield b',"' + key.encode() + b'":['
                 self._counts[key] = 0
-                for rows in streaming.execute(stmt).partitions():
+                for rows in connection.execute(stmt, execution_options=streaming).partitions():
                     body = b",".join(orjson.dumps(row._asdict()) for row in rows)
                     yield body if self._counts[key] == 0 else b"," + body
                     self._counts[key] += len(rows)
