@@ -5,16 +5,21 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from lms_app.audit.trail import ACTIONS, TARGET_TYPES
-from lms_app.web.fields import Id
+from lms_app.web.fields import BIGINT_MAX
 from lms_app.web.pagination import CursorPageArgs, PageSchema
 
 
+def _query_id() -> fields.Integer:
+    """An id in a query string: arrives as text, so not strict like `Id()`."""
+    return fields.Integer(validate=validate.Range(1, BIGINT_MAX))
+
+
 class AuditListArgs(CursorPageArgs):
-    actor_id = Id()
+    actor_id = _query_id()
     # Known names only: a typo is a 422, not an empty page that looks like "nothing".
     action = fields.String(validate=validate.OneOf(ACTIONS))
     target_type = fields.String(validate=validate.OneOf(TARGET_TYPES))
-    target_id = Id()
+    target_id = _query_id()
 
 
 class AuditEventSchema(Schema):
