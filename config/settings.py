@@ -25,6 +25,11 @@ class SettingsError(RuntimeError):
 # throw-away database, a per-process cache or a guessable key.
 REQUIRED_IN_PRODUCTION = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PLATFORM_API_KEY")
 
+# The audit trigger (tenant migration 0006) refuses to delete audit events younger
+# than this whatever a connection asks; a shorter AUDIT_RETENTION_DAYS would be a
+# promise the database does not keep, so it is refused at start-up.
+AUDIT_RETENTION_FLOOR_DAYS = 30
+
 
 def normalize_database_url(url: str, setting: str = "DATABASE_URL") -> str:
     """Accept Heroku's `postgres://` and plain `postgresql://`; pin the psycopg2 driver."""
@@ -185,6 +190,9 @@ class Settings:
     # change moves the school's auth generation in PostgreSQL, so this bounds memory,
     # not staleness (that is cache_local_s).
     auth_state_ttl_s: int = 60
+    # Days audit events are kept before `flask audit prune` may delete them; never
+    # less than the floor compiled into the audit trigger (migration 0006).
+    audit_retention_days: int = 365
     # One JSON line per request on stdout (lms_app.observability.access_log).
     access_log: bool = True
     # Shared catalog pages cached per tenant (the per-user overlay is always live).
@@ -288,6 +296,7 @@ class Settings:
             login_limit_per_address=_rate(env, "LOGIN_LIMIT_PER_ADDRESS", "60/minute"),
             proxy_hops=_int(env, "PROXY_HOPS", 0),
             auth_state_ttl_s=_int(env, "AUTH_STATE_TTL_SECONDS", 60, 1),
+            audit_retention_days=_int(env, "AUDIT_RETENTION_DAYS", 365, AUDIT_RETENTION_FLOOR_DAYS),
             cache_catalog_pages=_bool(env, "CACHE_CATALOG_PAGES", True),
             access_log=_bool(env, "ACCESS_LOG", True),
             cache_local_s=_float(env, "CACHE_LOCAL_SECONDS", 1.0),

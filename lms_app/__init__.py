@@ -45,6 +45,8 @@ BLUEPRINT_MODULES = (
     "lms_app.catalog.routes",
     "lms_app.learning.routes",
     "lms_app.analytics.routes",
+    "lms_app.privacy.routes",
+    "lms_app.audit.routes",
     "lms_app.tenancy.platform_routes",
 )
 BEARER_DOC = (
@@ -117,6 +119,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
                 install_idle_ping(engine, settings.pool.pre_ping_idle_s)
 
     from lms_app.accounts import auth, throttle
+    from lms_app.audit import cli as audit_cli
     from lms_app.db import cli as db_cli
     from lms_app.demo import cli as demo_cli
     from lms_app.tenancy import cli as tenancy_cli
@@ -137,6 +140,7 @@ def create_app(settings: Settings | None = None, **config_overrides: Any) -> Fla
     tenancy_cli.init_app(app)
     db_cli.init_app(app)
     demo_cli.init_app(app)
+    audit_cli.init_app(app)
     # After flask-smorest's own handlers, so every error has one shape.
     register_error_handlers(app)
     return app

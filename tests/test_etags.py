@@ -210,7 +210,7 @@ def test_write_statement_budgets(app, client, school, count_queries):
     assert q.count == 3, q.statements  # lesson and course locked, UPDATE, bump
     with count_queries() as q:
         assert client.delete(url, headers=staff).status_code == 204
-    assert q.count == 3, q.statements  # SELECT ... FOR UPDATE, UPDATE, bump
+    assert q.count == 4, q.statements  # SELECT ... FOR UPDATE, UPDATE, audit event, bump
 
 
 def test_openapi_documents_if_match_412_and_etags(client):

@@ -99,7 +99,20 @@ GENERATION_INDEXES = {
     "USING btree (namespace)"
 }
 
-ALL_INDEXES = {**CONSTRAINT_INDEXES, **SECONDARY_INDEXES, **GENERATION_INDEXES}
+# Revision 0006: the audit trail, newest first with or without one filter.
+AUDIT_INDEXES = {
+    "pk_audit_events": "UNIQUE INDEX pk_audit_events ON S.audit_events USING btree (id)",
+    "ix_audit_events_created": "INDEX ix_audit_events_created ON S.audit_events "
+    "USING btree (created_at, id)",
+    "ix_audit_events_actor": "INDEX ix_audit_events_actor ON S.audit_events "
+    "USING btree (actor_id, created_at, id)",
+    "ix_audit_events_action": "INDEX ix_audit_events_action ON S.audit_events "
+    "USING btree (action, created_at, id)",
+    "ix_audit_events_target": "INDEX ix_audit_events_target ON S.audit_events "
+    "USING btree (target_type, target_id, created_at, id)",
+}
+
+ALL_INDEXES = {**CONSTRAINT_INDEXES, **SECONDARY_INDEXES, **GENERATION_INDEXES, **AUDIT_INDEXES}
 
 
 # --- catalog helpers -------------------------------------------------------------------
@@ -338,7 +351,7 @@ def test_public_registry_matches_its_model(app: Flask) -> None:
 def test_new_tenant_is_at_head(app: Flask, make_tenant) -> None:
     tenant = make_tenant()
     with app.app_context():
-        assert revision_of(db.engine, tenant.schema_name) == tenant_head() == "0005"
+        assert revision_of(db.engine, tenant.schema_name) == tenant_head() == "0006"
         pending, _total = pending_tenants(db.engine)
     assert tenant.slug not in [slug for slug, _schema in pending]
 

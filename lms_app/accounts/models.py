@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Identity, Index, Integer, String, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    String,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lms_app.db.base import TenantBase, created_at_column, updated_at_column
@@ -34,3 +44,7 @@ class User(TenantBase):
     token_version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
+    # Set when the user's personal data was erased (lms_app.privacy.erase): the row
+    # stays, anonymous, so enrolments and progress keep adding up; every user
+    # endpoint treats it as absent.
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

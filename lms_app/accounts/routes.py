@@ -78,7 +78,7 @@ def bulk_users(data):
 
 def _get_user_or_404(user_id: int) -> User:
     user = db.session.get(User, user_id)
-    if user is None:
+    if user is None or user.erased_at is not None:  # erased: gone, as far as the API goes
         abort(404, "no such user")
     return user
 

@@ -11,13 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, exists, func, select, tuple_
+from sqlalchemy import case, exists, func, literal_column, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from lms_app.accounts.auth import AuthUser, issue_token
 from lms_app.accounts.models import User
 from lms_app.accounts.passwords import hash_password, verify_password
 from lms_app.accounts.throttle import throttle_login
+from lms_app.audit import trail
 from lms_app.caching import generations
 from lms_app.catalog.models import Course
 from lms_app.db.arrays import array_param
@@ -113,10 +114,12 @@ def create_user(data: dict[str, Any]) -> User:
     )
     db.session.add(user)
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         raise EmailTaken(data["email"]) from None
+    trail.record(trail.Event(trail.USER_CREATE, "user", user.id, {"role": user.role}))
+    db.session.commit()
     return user
 
 
@@ -165,8 +168,11 @@ def bulk_upsert_users(actor: AuthUser, items: Sequence[Mapping[str, Any]]) -> Up
             ),
             "updated_at": func.now(),
         },
-        returning=[table.c.id],
+        # An erased account is never brought back by an import naming its placeholder.
+        where=table.c.erased_at.is_(None),
+        returning=[table.c.id, table.c.role, _ROLE_BEFORE],
     )
+    trail.record(*_bulk_events(result))
     if any(not row.inserted for row in result.rows):
         # Roles, token versions and names may have moved: no cached auth state, and
         # no course detail naming an instructor, may keep the old.
@@ -175,8 +181,47 @@ def bulk_upsert_users(actor: AuthUser, items: Sequence[Mapping[str, Any]]) -> Up
     return result
 
 
+# The role a row had before the upsert's statement: a subquery in RETURNING reads the
+# statement's snapshot, which does not include the statement's own changes.
+_PRIOR = User.__table__.alias("prior")
+_ROLE_BEFORE = (
+    select(_PRIOR.c.role)
+    # The INSERT's own row, by the target's bare name: SQLAlchemy does not correlate
+    # a subquery in RETURNING and would add a second, unrelated `users` to its FROM.
+    .where(_PRIOR.c.id == literal_column("users.id"))
+    .scalar_subquery()
+    .label("role_before")
+)
+
+
+def _bulk_events(result: UpsertResult) -> list[trail.Event]:
+    """One event per user written, role changes apart, and one for the whole import."""
+    events = [
+        trail.Event(
+            trail.USER_BULK_UPSERT,
+            "user",
+            None,
+            {"created": result.inserted, "updated": result.updated},
+        )
+    ]
+    for row in result.rows:
+        if row.inserted:
+            events.append(trail.Event(trail.USER_CREATE, "user", row.id, {"role": row.role}))
+            continue
+        events.append(trail.Event(trail.USER_UPDATE, "user", row.id, {"via": "bulk"}))
+        if row.role_before is not None and row.role_before != row.role:
+            change = {"from": row.role_before, "to": row.role, "via": "bulk"}
+            events.append(trail.Event(trail.USER_ROLE_CHANGE, "user", row.id, change))
+    return events
+
+
 def list_users(role: str | None, after: tuple[datetime, int] | None, limit: int) -> list[User]:
-    stmt = select(User).order_by(User.created_at.desc(), User.id.desc()).limit(limit + 1)
+    stmt = (
+        select(User)
+        .where(User.erased_at.is_(None))
+        .order_by(User.created_at.desc(), User.id.desc())
+        .limit(limit + 1)
+    )
     if role:
         stmt = stmt.where(User.role == role)
     if after:
@@ -184,7 +229,12 @@ def list_users(role: str | None, after: tuple[datetime, int] | None, limit: int)
     return list(db.session.scalars(stmt))
 
 
-def _teaches_a_course(user_id: int) -> bool:
+def keep_an_admin_besides(user_id: int) -> None:
+    """409 unless an active admin other than `user_id` remains (locks them all)."""
+    _keep_an_admin(lambda admin: admin.id == user_id)
+
+
+def teaches_a_course(user_id: int) -> bool:
     """Is the user named as some course's instructor (whatever their role now)?"""
     return bool(db.session.scalar(select(exists().where(Course.instructor_id == user_id))))
 
@@ -198,7 +248,7 @@ def change_user(actor: AuthUser, user_id: int, changes: Mapping[str, Any]) -> Us
     """
     check_change(actor, user_id, changes)
     user = db.session.get(User, user_id)
-    if user is None:
+    if user is None or user.erased_at is not None:
         abort(404, "no such user")
     if "password" in changes and actor.id == user_id:
         # A guess of the current password is a login attempt: same limits, same keys,
@@ -216,6 +266,7 @@ def change_user(actor: AuthUser, user_id: int, changes: Mapping[str, Any]) -> Us
     ):
         _keep_an_admin(lambda admin: admin.id == user_id)
     revoke = "password" in changes or changes.get("is_active", user.is_active) != user.is_active
+    events = _change_events(user, changes)
     for field in ("name", "role", "is_active"):
         if field in changes:
             setattr(user, field, changes[field])
@@ -226,9 +277,25 @@ def change_user(actor: AuthUser, user_id: int, changes: Mapping[str, Any]) -> Us
     retired = []
     if revoke or "role" in changes:
         retired.append(generations.AUTH)
-    if "name" in changes and _teaches_a_course(user_id):
+    if "name" in changes and teaches_a_course(user_id):
         retired.append(generations.COURSE)  # course details name their instructor
+    trail.record(*events)
     if retired:
         generations.bump(*retired)
     db.session.commit()
     return user
+
+
+def _change_events(user: User, changes: Mapping[str, Any]) -> list[trail.Event]:
+    """What a PATCH does to `user` (before it is applied), by field name, never value."""
+    events = []
+    edited = sorted(changes.keys() & {"name", "password"})
+    if edited:
+        events.append(trail.Event(trail.USER_UPDATE, "user", user.id, {"fields": edited}))
+    if changes.get("role", user.role) != user.role:
+        change = {"from": user.role, "to": changes["role"]}
+        events.append(trail.Event(trail.USER_ROLE_CHANGE, "user", user.id, change))
+    if changes.get("is_active", user.is_active) != user.is_active:
+        action = trail.USER_REACTIVATE if changes["is_active"] else trail.USER_DEACTIVATE
+        events.append(trail.Event(action, "user", user.id))
+    return events

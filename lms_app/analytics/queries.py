@@ -122,7 +122,7 @@ def user_analytics(user_id: int) -> dict[str, Any] | None:
         .select_from(User)
         .join(enrollments, true())
         .join(progress, true())
-        .where(User.id == user_id)
+        .where(User.id == user_id, User.erased_at.is_(None))
     ).first()
     if row is None:
         return None

@@ -6,6 +6,7 @@ from lms_app.accounts.auth import auth_required, current_user
 from lms_app.analytics import queries
 from lms_app.analytics.cached import cached_course_analytics
 from lms_app.analytics.schemas import CourseAnalytics, UserAnalytics
+from lms_app.analytics.service import audited_user_analytics
 from lms_app.errors import abort
 from lms_app.web.blueprint import Blueprint
 
@@ -36,6 +37,9 @@ def user_analytics(user_id: int):
     me = current_user()
     if not me.is_admin and me.id != user_id:
         abort(403, "admins only, or your own figures")
+    if me.id != user_id:
+        # An admin reading one learner's figures: audited, in the read's transaction.
+        return audited_user_analytics(user_id)
     figures = queries.user_analytics(user_id)
     if figures is None:
         abort(404, "no such user")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import raiseload, undefer
 
 from lms_app.accounts.auth import AuthUser
 from lms_app.accounts.models import User
+from lms_app.audit import trail
 from lms_app.caching import generations
 from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.catalog.queries import CATEGORY_COLUMNS, COURSE_COLUMNS, LESSON_COLUMNS
@@ -155,6 +156,7 @@ def archive_course(course_id: int, user: AuthUser, if_match: frozenset[str] | No
     course = _locked_course(course_id, user)
     etags.require(if_match, course.version)
     course.is_archived = True
+    trail.record(trail.Event(trail.COURSE_ARCHIVE, "course", course_id))
     _commit_change()
 
 

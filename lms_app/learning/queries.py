@@ -407,7 +407,8 @@ def bulk_enroll_conflicts(
     One statement for 10,000 ids: the array is unnested and anti/outer-joined.
     """
     ids = func.unnest(id_array("user_ids")).table_valued("id").render_derived(name="ids")
-    allowed = users.c.id.is_not(None)
+    # An erased account is nobody to enrol: refused like an unknown id.
+    allowed = and_(users.c.id.is_not(None), users.c.erased_at.is_(None))
     if students_only:
         allowed = and_(allowed, users.c.role == "student", users.c.is_active)
     stmt = (

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from lms_app.accounts.auth import AuthUser
+from lms_app.audit import trail
 from lms_app.caching import generations
 from lms_app.caching.reads import cached_read
 from lms_app.catalog.schemas import LessonSchema
@@ -259,24 +260,30 @@ def bulk_enroll(user: AuthUser, course_id: int, user_ids: Sequence[int]) -> dict
         conflict=["user_id", "course_id"],
         constants={"course_id": course_id},
     )
-    db.session.commit()
     enrolled = result.inserted + reactivated
-    return {"enrolled": enrolled, "already_enrolled": len(ids) - enrolled}
+    counts = {"requested": len(ids), "enrolled": enrolled, "already_enrolled": len(ids) - enrolled}
+    trail.record(trail.Event(trail.ENROLLMENT_BULK, "course", course_id, counts))
+    db.session.commit()
+    return {"enrolled": enrolled, "already_enrolled": counts["already_enrolled"]}
 
 
 def enrollment_page(user: AuthUser, course_id: int, args: Mapping[str, Any]) -> dict[str, Any]:
+    """A roster page: staff reading learners' records, so audited. The event is
+    written first and the page read in the same transaction, on the primary: the
+    trail shows every roster that was served, and only those."""
     course = _staff_course(user, course_id)
+    trail.record(trail.Event(trail.COURSE_ROSTER_READ, "course", course_id))
     rows = queries.course_enrollments(
         course_id, course.total_lessons, args["limit"], args["after"], args.get("status")
     )
     items, cursor = page(rows, args["limit"], lambda r: (r[0].enrolled_at, r[0].id))
-    return {
+    body = {
         "items": [
             {
                 "id": r[0].id,
                 "status": r[0].status,
                 "enrolled_at": r[0].enrolled_at,
-                "user": r[0].user,
+                "user": {"id": r[0].user.id, "name": r[0].user.name, "email": r[0].user.email},
                 "progress": {
                     "completed_lessons": r.completed_lessons,
                     "progress_percentage": float(r.progress_percentage),
@@ -287,6 +294,9 @@ def enrollment_page(user: AuthUser, course_id: int, args: Mapping[str, Any]) -> 
         ],
         "next_cursor": cursor,
     }
+    # After the page is taken from the entities: the commit expires them.
+    db.session.commit()
+    return body
 
 
 def drop_enrollment(user: AuthUser, course_id: int, user_id: int) -> None:
@@ -483,6 +493,11 @@ def course_progress(user: AuthUser, course_id: int, user_id: int | None) -> dict
     subject = user_id if user_id is not None else user.id
     if subject != user.id and not user.is_staff:
         abort(403, "only staff may read another user's progress")
+    if subject != user.id:
+        # Staff reading one learner's record: audited. The event goes first, so the
+        # read runs in its transaction; a refusal below rolls both back (no commit).
+        detail = {"course_id": course_id}
+        trail.record(trail.Event(trail.USER_PROGRESS_READ, "user", subject, detail))
     row = queries.course_progress(course_id, subject)
     if row is None:
         abort(404, "course not found")
@@ -496,6 +511,8 @@ def course_progress(user: AuthUser, course_id: int, user_id: int | None) -> dict
         if not staff and not (row.is_published and not row.is_archived):
             abort(404, "course not found")
         abort(403, "not enrolled in this course")
+    if subject != user.id:
+        db.session.commit()
     return {
         "course_id": row.course_id,
         "title": row.title,

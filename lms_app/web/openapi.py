@@ -48,6 +48,9 @@ SPECIFIC: dict[tuple[str, str], dict[str, str]] = {
         "409": "The list demotes you, sets your own password, or leaves the school without "
         "an active admin.",
     },
+    ("post", "/api/v1/users/{user_id}/erase"): {
+        "409": "You cannot erase your own account, nor the school's last active admin.",
+    },
     ("post", "/api/v1/categories"): {"409": "A category with this slug exists."},
     ("post", "/api/v1/courses/{course_id}/enrollments"): {
         "409": "The course is archived (or, for its instructor, not published yet).",
