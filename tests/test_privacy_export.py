@@ -139,11 +139,37 @@ def test_export_is_audited_with_counts_and_request_id(app, client, school):
         "export-req-1",
     )
     assert event.detail == {
+        "stage": "completed",
         "enrollments": len(body["enrollments"]),
         "progress": len(body["progress"]),
         "activity": len(body["activity"]),
         "complete": True,
     }
+
+
+def test_an_export_that_fails_mid_stream_is_in_the_trail(app, school):
+    """Review finding: the database failing after data left recorded nothing. The
+    started event is committed before the first byte, on its own."""
+    me = school.learners[0]
+
+    def stages() -> list[str]:
+        with app.app_context(), tenant_scope(school.tenant):
+            return list(
+                db.session.scalars(
+                    select(AuditEvent.detail["stage"].astext)
+                    .where(AuditEvent.action == "user.export", AuditEvent.target_id == me.id)
+                    .order_by(AuditEvent.id)
+                )
+            )
+
+    before = stages()
+    with app.test_request_context(), tenant_scope(school.tenant):
+        export = export_module.UserExport.open(db.engine, school.tenant, me.id, school.admin_id)
+    body = export.chunks()
+    assert next(body).startswith(b'{"user":')  # personal data has left
+    with pytest.raises(RuntimeError):
+        body.throw(RuntimeError("the database failed mid-stream"))
+    assert stages() == [*before, "started"]
 
 
 def test_a_body_never_read_records_nothing(app, client, school):

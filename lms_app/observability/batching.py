@@ -28,6 +28,7 @@ FLUSH_EVERY_S = 1.0
 class Batch:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         # (metric id, labels) -> [metric, labels, amount]
         self._amounts: dict[tuple, list[Any]] = {}
         # (metric id, labels) -> [metric, labels, sum, per-bucket counts]
@@ -66,6 +67,12 @@ class Batch:
         return found
 
     def flush(self) -> None:
+        # One flush at a time, swap and writes together: the final flush at worker
+        # exit waits for the flusher thread's, instead of exiting in its middle.
+        with self._flushing:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             amounts, self._amounts = self._amounts, {}
             observations, self._observations = self._observations, {}

@@ -6,13 +6,16 @@ written out a chunk of rows at a time. The four sections are read in one
 REPEATABLE READ transaction, so they agree with each other (no progress row of an
 enrolment the export does not show).
 
-The audit event of the export (with the number of rows of each section) is
-written in that same transaction, and the document's closing brace is only sent
-once it committed: a client never holds a complete export the trail does not
-show. A client that goes away half-way got part of the data: the event is
-written then too, marked incomplete. The body runs after the request context is
-gone (Flask pops it before the server iterates the body), so the request id and
-actor are taken when the export is opened.
+Two audit events. Before the first byte leaves, `{"stage": "started"}` is written
+and committed in a transaction of its own: whatever happens to the stream after
+that (the database fails mid-way, the worker is killed), the trail shows that
+this person's data began to leave. At the end, in the export's own transaction,
+`{"stage": "completed"}` with the number of rows of each section, and the
+document's closing brace is only sent once it committed: a client never holds a
+complete export the trail does not show as completed. A client that goes away
+half-way gets `{"stage": "aborted"}` with the rows it was sent. The body runs after
+the request context is gone (Flask pops it before the server iterates the body),
+so the request id and actor are taken when the export is opened.
 
 Never exported: the password hash and the token version (the secrets behind the
 account), which are not data *about* the person.
@@ -99,9 +102,15 @@ class UserExport:
     """
 
     def __init__(
-        self, connection: Connection, user: dict[str, Any], user_id: int, actor_id: int
+        self,
+        connection: Connection,
+        separately: Engine,
+        user: dict[str, Any],
+        user_id: int,
+        actor_id: int,
     ) -> None:
         self._connection = connection
+        self._separately = separately
         self._actor_id = actor_id
         self._request_id = current_request_id()
         self._user = user
@@ -114,7 +123,8 @@ class UserExport:
         cls, engine: Engine, tenant: TenantInfo, user_id: int, actor_id: int
     ) -> UserExport | None:
         """None when the school has no such user, or only an erased one."""
-        connection = for_schema(engine, tenant.schema_name).connect()
+        schema_engine = for_schema(engine, tenant.schema_name)
+        connection = schema_engine.connect()
         try:
             connection = connection.execution_options(isolation_level="REPEATABLE READ")
             connection.begin()
@@ -127,12 +137,14 @@ class UserExport:
         except BaseException:
             connection.close()
             raise
-        return cls(connection, row._asdict(), user_id, actor_id)
+        return cls(connection, schema_engine, row._asdict(), user_id, actor_id)
 
     def chunks(self) -> Iterator[bytes]:
         self._started = True
         connection = self._connection
         try:
+            with self._separately.begin() as elsewhere:
+                self._record({"stage": "started"}, elsewhere)
             yield b'{"user":' + orjson.dumps(self._user)
             # Per statement: Connection.execution_options() would change the connection
             # itself, and the audit INSERT must not run through a named cursor.
@@ -145,24 +157,24 @@ class UserExport:
                     yield body if self._counts[key] == 0 else b"," + body
                     self._counts[key] += len(rows)
                 yield b"]"
-            self._record(complete=True)
+            self._record({"stage": "completed", **self._counts, "complete": True}, connection)
             connection.commit()
             yield b"}"
         except GeneratorExit:
             # The client went away with part of the data: that part left, record it.
             if connection.in_transaction():
-                self._record(complete=False)
+                detail = {"stage": "aborted", **self._counts, "complete": False}
+                self._record(detail, connection)
                 connection.commit()
             raise
         finally:
             connection.close()
 
-    def _record(self, complete: bool) -> None:
+    def _record(self, detail: dict[str, Any], connection: Connection) -> None:
         # Counts of rows sent, never their content.
-        detail = {**self._counts, "complete": complete}
         record(
             Event(USER_EXPORT, "user", self._user_id, detail),
-            session=self._connection,
+            session=connection,
             actor_id=self._actor_id,
             request_id=self._request_id,
         )
