@@ -172,7 +172,14 @@ def _copy_in(
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     with reader.table(entry, progress) as source, dbapi.cursor() as cursor:
-        cursor.copy_expert(copy_statement(conn, schema, entry, "FROM STDIN"), source, size=1 << 20)
+        try:
+            cursor.copy_expert(
+                copy_statement(conn, schema, entry, "FROM STDIN"), source, size=1 << 20
+            )
+        except Exception:
+            if source.failure is not None:
+                raise source.failure from None
+            raise
         loaded = cursor.rowcount
     if loaded != entry.rows:
         raise SnapshotError(f"{entry.name}: {loaded} rows in the file, manifest says {entry.rows}")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -197,10 +196,9 @@ class SnapshotWriter:
 
     @contextmanager
     def table(self, entry: TableEntry, progress: Progress) -> Iterator[_BlockWriter]:
-        info = zipfile.ZipInfo(entry.member, date_time=time.localtime()[:6])
-        info.compress_type = COMPRESSION
-        info.compress_level = COMPRESS_LEVEL
-        with self._zip.open(info, "w", force_zip64=True) as member:
+        # Opened by name so the archive's compression level applies (members are
+        # dated 1980; the manifest's created_at is the snapshot's time).
+        with self._zip.open(entry.member, "w", force_zip64=True) as member:
             writer = _BlockWriter(member, progress)
             yield writer
             writer.flush()
@@ -223,12 +221,16 @@ class _CountingReader:
     def __init__(self, source: IO[bytes], progress: Progress) -> None:
         self._source = source
         self._progress = progress
+        # psycopg2 turns an exception raised in read() into QueryCanceled; the
+        # restore raises this one instead.
+        self.failure: SnapshotError | None = None
 
     def read(self, size: int = -1) -> bytes:
         try:
             data = self._source.read(size)
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise SnapshotError(f"damaged snapshot data ({exc})") from None
+            self.failure = SnapshotError(f"damaged snapshot data ({exc})")
+            raise self.failure from None
         self._progress.advance(len(data))
         return data
 
