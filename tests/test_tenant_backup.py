@@ -505,6 +505,17 @@ def test_export_of_an_unknown_school_fails(app: Flask, tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+def test_export_into_a_missing_directory_fails_clearly(
+    app: Flask, make_tenant, tmp_path: Path
+) -> None:
+    source = make_tenant()
+    path = tmp_path / "absent" / "s.zip"
+    result = cli(app, "tenants", "export", source.slug, str(path))
+    assert result.exit_code != 0
+    assert f"cannot write {path}" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "absent").exists()
+
+
 # --- consistency under concurrent writes ---------------------------------------------------
 
 

@@ -128,6 +128,8 @@ def export_command(slug: str, file: Path) -> None:
         report = export_tenant(db.engine, slug, file, BarProgress())
     except TenantNotFound:
         raise click.ClickException(f"no tenant {slug!r}") from None
+    except OSError as exc:  # the directory is missing or not writable, the disk full
+        raise click.ClickException(f"cannot write {file}: {exc.strerror or exc}") from None
     click.echo(
         f"exported {slug} at revision {report.manifest.revision}: {report.rows} rows in "
         f"{len(report.manifest.tables)} tables, {report.bytes} bytes, {report.seconds:.1f} s"

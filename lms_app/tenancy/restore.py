@@ -148,9 +148,14 @@ def _load(conn: Connection, schema: str, reader: SnapshotReader, progress: Progr
 
 def _check_tables(conn: Connection, schema: str, manifest: Manifest) -> None:
     """The schema built at the snapshot's revision must have exactly the snapshot's
-    tables and columns (names and types): binary COPY needs the same types."""
-    built = {t.name: t.columns for t in schema_catalog.tables(conn, schema)}
-    wanted = {t.name: t.columns for t in manifest.tables}
+    tables and columns (names and types): binary COPY needs the same types. Column
+    order may differ (COPY names its columns)."""
+
+    def shape(entries: list[TableEntry]) -> dict[str, dict[str, str]]:
+        return {t.name: {c.name: c.type for c in t.columns} for t in entries}
+
+    built = shape(schema_catalog.tables(conn, schema))
+    wanted = shape(manifest.tables)
     if built.keys() != wanted.keys():
         extra = sorted(wanted.keys() - built.keys())
         missing = sorted(built.keys() - wanted.keys())
