@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -460,6 +461,49 @@ def test_corrupt_snapshot_fails_cleanly(
     assert result.exit_code != 0
     assert "cannot restore" in result.output and message in result.output, result.output
     assert "Traceback" not in result.output
+    assert load_tenant(engine, slug) is None
+    assert not any_schema_of(engine, slug)
+    assert tenant_rows(engine) == before
+
+
+def test_snapshot_with_duplicate_keys_fails_cleanly(
+    app: Flask, engine: Engine, good_snapshot: Path, tmp_path: Path
+) -> None:
+    """Rows that pass the CRC but break a key (the keys are rebuilt after the load)."""
+    with SnapshotReader(good_snapshot) as reader:
+        users = next(t for t in reader.manifest.tables if t.name == "users")
+        source_schema = reader.manifest.source_schema
+    columns = ", ".join(f'"{c.name}"' for c in users.columns)
+    doubled = io.BytesIO()
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            cursor.copy_expert(
+                f'COPY (SELECT {columns} FROM "{source_schema}".users UNION ALL '
+                f'SELECT {columns} FROM "{source_schema}".users) TO STDOUT (FORMAT binary)',
+                doubled,
+            )
+        raw.rollback()
+    finally:
+        raw.close()
+    path = tmp_path / "dup.zip"
+    path.write_bytes(good_snapshot.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    members[users.member] = doubled.getvalue()
+    manifest = json.loads(members[MANIFEST])
+    next(t for t in manifest["tables"] if t["name"] == "users")["rows"] = users.rows * 2
+    members[MANIFEST] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+    before = tenant_rows(engine)
+    slug = unique_slug("dup")
+    result = cli(app, "tenants", "restore", str(path), "--as", slug)
+    assert result.exit_code != 0
+    assert "cannot restore" in result.output and "break" in result.output, result.output
+    assert "@" not in result.output  # names the key, never the rows' values
     assert load_tenant(engine, slug) is None
     assert not any_schema_of(engine, slug)
     assert tenant_rows(engine) == before

@@ -35,8 +35,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
 from sqlalchemy import BigInteger, Connection, Engine, bindparam, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from lms_app.tenancy import schema_catalog
 from lms_app.tenancy.backup import copy_statement
@@ -104,10 +105,13 @@ def restore_tenant(
             with engine.begin() as conn:
                 row = register_tenant(conn, slug, name)
                 _load(conn, row.schema_name, reader, progress)
-        except IntegrityError:
-            if load_tenant(engine, slug) is not None:  # taken since the check above
-                raise TenantExists(slug) from None
-            raise
+        except (DBAPIError, psycopg2.Error) as exc:
+            if isinstance(exc, IntegrityError) and load_tenant(engine, slug) is not None:
+                raise TenantExists(slug) from None  # taken since the check above
+            refused = _refused(exc)
+            if refused is None:
+                raise
+            raise refused from None
     seconds = time.perf_counter() - started
     log.info("tenant restored: %s (%d tables, %.1f s)", slug, len(manifest.tables), seconds)
     return RestoreReport(tenant_info_from_row(row), manifest, tenant_head(), seconds)
@@ -144,6 +148,21 @@ def _load(conn: Connection, schema: str, reader: SnapshotReader, progress: Progr
     names = [t.name for t in schema_catalog.tables(conn, schema)]
     qschema = preparer.quote_schema(schema)
     conn.exec_driver_sql("ANALYZE " + ", ".join(f"{qschema}.{preparer.quote(n)}" for n in names))
+
+
+def _refused(exc: Exception) -> SnapshotError | None:
+    """A load the server refused for the rows' sake (SQLSTATE classes 22, data
+    exception, and 23, integrity: duplicate keys, dangling references, bad binary
+    data) is a bad snapshot. Named by constraint and table, never by the values,
+    which may be personal data."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "pgcode", None) or ""
+    if code[:2] not in ("22", "23"):
+        return None
+    diag = getattr(orig, "diag", None)
+    rule = getattr(diag, "constraint_name", None) or "a rule"
+    table = getattr(diag, "table_name", None) or "a table"
+    return SnapshotError(f"the snapshot's rows break {rule} of {table} (SQLSTATE {code})")
 
 
 def _check_tables(conn: Connection, schema: str, manifest: Manifest) -> None:
