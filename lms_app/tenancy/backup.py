@@ -4,9 +4,11 @@ Consistency: every table is read in one `REPEATABLE READ READ ONLY` transaction,
 all of them, and the revision in the schema's `alembic_version`, come from the same
 instant, while the school keeps serving reads and writes (readers never block
 writers in PostgreSQL). The tables are locked `ACCESS SHARE` as soon as they are
-listed: that blocks nothing but DDL, so a migration cannot change a table under the
-export (it waits for the export to finish). The sequences' last values are read
-too; they are not transactional, so they are at least the snapshot's largest ids.
+listed (as pg_dump does): that blocks nothing but DDL, so a migration cannot change
+a table under the export (it waits for the export to finish); one that committed
+in the instant between the snapshot and the lock can only make a COPY fail, never
+mix revisions. The sequences' last values are read too; they are not
+transactional, so they are at least the snapshot's largest ids.
 
 The rows go out with `COPY ... TO STDOUT (FORMAT binary)`: the server's bulk path,
 no per-row statement, no Python per value, about 2 s per million progress rows.
