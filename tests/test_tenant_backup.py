@@ -280,6 +280,8 @@ def test_cli_reports_what_it_did(scenario: Scenario) -> None:
     assert f"as {scenario.copy.slug} (schema {scenario.copy.schema_name}" in (
         scenario.restore_output
     )
+    for step in ("tables", "rows", "indexes and keys", "to head and analyze"):
+        assert f"{step} " in scenario.restore_output
 
 
 def test_restored_school_works_through_the_api(app: Flask, scenario: Scenario) -> None:

@@ -157,7 +157,9 @@ def restore_command(file: Path, slug: str, name: str | None) -> None:
     click.echo(
         f"restored {report.manifest.slug} (revision {report.manifest.revision}) as {tenant.slug} "
         f"(schema {tenant.schema_name}, now at {report.head}): {report.rows} rows, "
-        f"{report.seconds:.1f} s"
+        f"{report.seconds:.1f} s ("
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.phases.items())
+        + ")"
     )
 
 
