@@ -57,8 +57,9 @@ from lms_app.tenancy.snapshots import (
 
 log = logging.getLogger(__name__)
 
-# Sort memory for the index builds of this one transaction (the server default,
-# 64 MB, spills the million-row builds to disk).
+# Sort memory for the index builds of this one transaction: the benchmark school's
+# indexes and keys build in 7.9 s with it, 9.0-9.5 s with the server's default 64 MB.
+# One restore at a time uses it, once per build (split among parallel workers).
 MAINTENANCE_WORK_MEM = "256MB"
 
 

@@ -22,8 +22,9 @@ Why zip: members are streamed in and out without being staged on disk, each
 carries a CRC-32 that is checked as it is read (a damaged file fails the restore,
 which then changes nothing), the manifest can be written last (row counts are only
 known after each COPY) and still be read first, and any operator can list or unpack
-it with standard tools. Members are deflated at level 1: it cuts the file to about a
-third for a little CPU (see README, "Backup and restore one school").
+it with standard tools. Members are deflated at level 1: the benchmark school's file is
+44 MiB instead of 164 MiB for about 2 s more export time, and restore takes as long
+(README, "Backup and restore one school").
 """
 
 from __future__ import annotations
