@@ -27,7 +27,7 @@ from lms_app.tenancy.restore import restore_tenant
 from lms_app.tenancy.snapshots import SnapshotError
 from lms_app.tenancy.upgrade import upgrade_all
 
-tenants_cli = AppGroup("tenants", help="Create, list and drop schools (tenants).")
+tenants_cli = AppGroup("tenants", help="Create, list, drop, export and restore schools (tenants).")
 
 
 @tenants_cli.command("create")
@@ -158,7 +158,7 @@ def restore_command(file: Path, slug: str, name: str | None) -> None:
         f"restored {report.manifest.slug} (revision {report.manifest.revision}) as {tenant.slug} "
         f"(schema {tenant.schema_name}, now at {report.head}): {report.rows} rows, "
         f"{report.seconds:.1f} s ("
-        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.phases.items())
+        + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in report.phases.items())
         + ")"
     )
 
