@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 
 from lms_app.accounts.models import User
 from lms_app.caching.models import CacheGeneration
@@ -24,6 +25,7 @@ from lms_app.catalog.models import Category, Course, Lesson
 from lms_app.db.engines import for_schema
 from lms_app.extensions import db
 from lms_app.learning.models import Enrollment, LessonProgress, UserActivity
+from lms_app.tenancy import schema_catalog
 from lms_app.tenancy.backup import export_tenant
 from lms_app.tenancy.context import TenantInfo
 from lms_app.tenancy.migrations import downgrade_tenant, tenant_head, tenant_revisions
@@ -380,6 +382,48 @@ def test_older_revision_snapshot_is_migrated_to_head(
     with for_schema(engine, copy.schema_name).connect() as conn:
         course = conn.execute(select(Course.title, Course.version)).one()
     assert tuple(course) == ("Old course", 1)
+
+
+def test_restore_only_inserts_so_append_only_tables_load(
+    app: Flask, engine: Engine, good_snapshot: Path, restored, monkeypatch
+) -> None:
+    """Tables whose triggers refuse UPDATE, DELETE and TRUNCATE (an append-only audit
+    trail) load like any other: the restore only ever adds rows."""
+    set_aside = schema_catalog.load_accelerators
+
+    def append_only_first(conn, schema: str):
+        q = f'"{schema}"'
+        conn.exec_driver_sql(
+            f"CREATE FUNCTION {q}.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'append-only: %% refused', TG_OP; END $$"
+        )
+        for table_name in ("user_activity", "lesson_progress"):
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER refuse_rows BEFORE UPDATE OR DELETE ON {q}."{table_name}" '
+                f"FOR EACH ROW EXECUTE FUNCTION {q}.refuse()"
+            )
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER refuse_truncate BEFORE TRUNCATE ON {q}."{table_name}" '
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {q}.refuse()"
+            )
+        return set_aside(conn, schema)
+
+    monkeypatch.setattr(schema_catalog, "load_accelerators", append_only_first)
+    slug = unique_slug("append")
+    restored.append(slug)
+    result = cli(app, "tenants", "restore", str(good_snapshot), "--as", slug)
+    assert result.exit_code == 0, result.output
+    copy = load_tenant(engine, slug)
+    assert copy is not None
+    with SnapshotReader(good_snapshot) as reader:
+        source_schema = reader.manifest.source_schema
+    source_rows, copy_rows = dump(engine, source_schema), dump(engine, copy.schema_name)
+    assert copy_rows["user_activity"] == source_rows["user_activity"] != []
+    assert copy_rows["lesson_progress"] == source_rows["lesson_progress"] != []
+    # The triggers were there all along, and still refuse.
+    refused = pytest.raises(DBAPIError, match="append-only: DELETE refused")
+    with refused, engine.begin() as conn:
+        conn.execute(text(f'DELETE FROM "{copy.schema_name}".user_activity'))
 
 
 # --- failures leave nothing behind ----------------------------------------------------------
