@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 from flask import Flask
@@ -12,6 +13,7 @@ from tqdm import tqdm
 
 from lms_app.caching import generations
 from lms_app.extensions import db
+from lms_app.tenancy.backup import export_tenant
 from lms_app.tenancy.provisioning import (
     NewTenant,
     TenantExists,
@@ -21,9 +23,11 @@ from lms_app.tenancy.provisioning import (
     list_tenants,
 )
 from lms_app.tenancy.resolver import forget_dropped, forget_tenant
+from lms_app.tenancy.restore import restore_tenant
+from lms_app.tenancy.snapshots import SnapshotError
 from lms_app.tenancy.upgrade import upgrade_all
 
-tenants_cli = AppGroup("tenants", help="Create, list and drop schools (tenants).")
+tenants_cli = AppGroup("tenants", help="Create, list, drop, export and restore schools (tenants).")
 
 
 @tenants_cli.command("create")
@@ -83,6 +87,80 @@ def drop_command(slug: str, yes: bool) -> None:
         raise click.ClickException(f"no tenant {slug!r}") from None
     forget_dropped(dropped)
     click.echo(f"dropped tenant {slug}")
+
+
+class BarProgress:
+    """snapshots.Progress as tqdm bars on stderr (stdout keeps the one-line result)."""
+
+    def __init__(self) -> None:
+        self._bar: tqdm | None = None
+
+    def begin(self, label: str, total: int, unit: str) -> None:
+        scale = unit in ("B", "rows")
+        self._bar = tqdm(
+            total=total or None,
+            desc=label,
+            unit=unit or "it",
+            unit_scale=scale,
+            unit_divisor=1024 if unit == "B" else 1000,
+            file=sys.stderr,
+        )
+
+    def advance(self, amount: int) -> None:
+        if self._bar is not None:
+            self._bar.update(amount)
+
+    def end(self) -> None:
+        if self._bar is not None:
+            # An estimate (export's row count) ends at what was really done.
+            self._bar.total = self._bar.n
+            self._bar.refresh()
+            self._bar.close()
+            self._bar = None
+
+
+@tenants_cli.command("export")
+@click.argument("slug")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+def export_command(slug: str, file: Path) -> None:
+    """Write a consistent snapshot of SLUG (rows and migration revision) to FILE."""
+    try:
+        report = export_tenant(db.engine, slug, file, BarProgress())
+    except TenantNotFound:
+        raise click.ClickException(f"no tenant {slug!r}") from None
+    except OSError as exc:  # the directory is missing or not writable, the disk full
+        raise click.ClickException(f"cannot write {file}: {exc.strerror or exc}") from None
+    click.echo(
+        f"exported {slug} at revision {report.manifest.revision}: {report.rows} rows in "
+        f"{len(report.manifest.tables)} tables, {report.bytes} bytes, {report.seconds:.1f} s"
+    )
+
+
+@tenants_cli.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "slug", required=True, help="The new school's slug (must be free).")
+@click.option("--name", default=None, help="Its display name (default: the snapshot's).")
+def restore_command(file: Path, slug: str, name: str | None) -> None:
+    """Restore FILE as a new school SLUG next to the live one, migrated to head.
+
+    All or nothing: on any error no schema and no registry row are left behind."""
+    try:
+        report = restore_tenant(db.engine, file, slug, name, BarProgress())
+    except TenantExists:
+        raise click.ClickException(f"tenant already exists: {slug}") from None
+    except SnapshotError as exc:
+        raise click.ClickException(f"cannot restore {file}: {exc}") from None
+    except ValueError as exc:  # slug or name
+        raise click.ClickException(str(exc)) from None
+    forget_tenant(slug)
+    tenant = report.tenant
+    click.echo(
+        f"restored {report.manifest.slug} (revision {report.manifest.revision}) as {tenant.slug} "
+        f"(schema {tenant.schema_name}, now at {report.head}): {report.rows} rows, "
+        f"{report.seconds:.1f} s ("
+        + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in report.phases.items())
+        + ")"
+    )
 
 
 @click.command("db-upgrade")

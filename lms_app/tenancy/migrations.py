@@ -26,10 +26,21 @@ def alembic_config(script_location, **attributes) -> Config:
 
 
 @cache
+def tenant_scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(TENANT_SCRIPTS))
+
+
+@cache
 def tenant_head() -> str:
-    head = ScriptDirectory.from_config(alembic_config(TENANT_SCRIPTS)).get_current_head()
+    head = tenant_scripts().get_current_head()
     assert head is not None
     return head
+
+
+def is_tenant_revision(revision: str) -> bool:
+    """Is `revision` one of the tenant scripts (so a schema at it can be built and
+    migrated to head)? A snapshot from a newer release names one they do not know."""
+    return revision in {script.revision for script in tenant_scripts().walk_revisions()}
 
 
 def upgrade_public(engine: Engine, revision: str = "head") -> None:

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.schema import CreateSchema, DropSchema
 
@@ -54,6 +54,35 @@ def validate_new_tenant(new: NewTenant) -> NewTenant:
     )
 
 
+def register_tenant(conn: Connection, slug: str, name: str, status: str = "active") -> Row:
+    """The registry row and its empty schema, in the caller's transaction (create and
+    restore): nothing of the school is visible until that transaction commits.
+
+    The schema name carries the id, known once the row exists; the placeholder is
+    unique because the slug is, and never leaves the transaction.
+    """
+    tenant_id = conn.execute(
+        insert(Tenant)
+        .values(slug=slug, name=name, status=status, schema_name=f"pending:{slug}")
+        .returning(Tenant.id)
+    ).scalar_one()
+    row = conn.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(schema_name=schema_for(tenant_id, slug))
+        .returning(*TENANT_INFO_COLUMNS)
+    ).one()
+    try:
+        conn.execute(CreateSchema(row.schema_name))
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "pgcode", None) == "42P06":  # duplicate_schema
+            raise TenantExists(
+                f"{slug}: schema {row.schema_name} exists without a registry row; drop it first"
+            ) from None
+        raise
+    return row
+
+
 def create_tenant(engine: Engine, new: NewTenant) -> TenantInfo:
     """Schema, tables, indexes, admin and registry row in one transaction.
 
@@ -61,25 +90,10 @@ def create_tenant(engine: Engine, new: NewTenant) -> TenantInfo:
     """
     new = validate_new_tenant(new)
     password_hash = hash_password(new.admin_password)  # before the transaction: it is slow
-    schema = None
     try:
         with engine.begin() as conn:
-            # The schema name carries the id, known once the row exists; the
-            # placeholder is unique because the slug is, and never leaves this
-            # transaction.
-            tenant_id = conn.execute(
-                insert(Tenant)
-                .values(slug=new.slug, name=new.name, schema_name=f"pending:{new.slug}")
-                .returning(Tenant.id)
-            ).scalar_one()
-            schema = schema_for(tenant_id, new.slug)
-            row = conn.execute(
-                update(Tenant)
-                .where(Tenant.id == tenant_id)
-                .values(schema_name=schema)
-                .returning(*TENANT_INFO_COLUMNS)
-            ).one()
-            conn.execute(CreateSchema(schema))
+            row = register_tenant(conn, new.slug, new.name)
+            schema = row.schema_name
             migrate_tenant(conn, schema, fresh=True)
             conn.execution_options(schema_translate_map=translate_map(schema)).execute(
                 insert(User).values(
@@ -93,12 +107,6 @@ def create_tenant(engine: Engine, new: NewTenant) -> TenantInfo:
         if load_tenant(engine, new.slug) is not None:
             raise TenantExists(new.slug) from None
         raise exc
-    except ProgrammingError as exc:
-        if getattr(exc.orig, "pgcode", None) == "42P06":  # duplicate_schema
-            raise TenantExists(
-                f"{new.slug}: schema {schema} exists without a registry row; drop it first"
-            ) from None
-        raise
     log.info("tenant created: %s", new.slug)
     return tenant_info_from_row(row)
 
