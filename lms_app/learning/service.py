@@ -276,14 +276,15 @@ def enrollment_page(user: AuthUser, course_id: int, args: Mapping[str, Any]) -> 
     rows = queries.course_enrollments(
         course_id, course.total_lessons, args["limit"], args["after"], args.get("status")
     )
-    items, cursor = page(rows, args["limit"], lambda r: (r[0].enrolled_at, r[0].id))
-    body = {
+    db.session.commit()
+    items, cursor = page(rows, args["limit"], lambda r: (r.enrolled_at, r.id))
+    return {
         "items": [
             {
-                "id": r[0].id,
-                "status": r[0].status,
-                "enrolled_at": r[0].enrolled_at,
-                "user": {"id": r[0].user.id, "name": r[0].user.name, "email": r[0].user.email},
+                "id": r.id,
+                "status": r.status,
+                "enrolled_at": r.enrolled_at,
+                "user": {"id": r.user_id, "name": r.name, "email": r.email},
                 "progress": {
                     "completed_lessons": r.completed_lessons,
                     "progress_percentage": float(r.progress_percentage),
@@ -294,9 +295,6 @@ def enrollment_page(user: AuthUser, course_id: int, args: Mapping[str, Any]) -> 
         ],
         "next_cursor": cursor,
     }
-    # After the page is taken from the entities: the commit expires them.
-    db.session.commit()
-    return body
 
 
 def drop_enrollment(user: AuthUser, course_id: int, user_id: int) -> None:

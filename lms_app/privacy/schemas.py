@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
+from lms_app.accounts.schemas import UserSchema
 from lms_app.web.fields import Text
 
 
@@ -15,16 +16,6 @@ class EraseRequest(Schema):
 class EraseResult(Schema):
     id = fields.Integer()
     erased = fields.Boolean()
-
-
-class ExportUser(Schema):
-    id = fields.Integer()
-    email = fields.String()
-    name = fields.String()
-    role = fields.String()
-    is_active = fields.Boolean()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
 
 
 class ExportEnrollment(Schema):
@@ -57,7 +48,7 @@ class ExportActivity(Schema):
 class UserExportSchema(Schema):
     """Everything held about the user; never the password hash or token version."""
 
-    user = fields.Nested(ExportUser)
+    user = fields.Nested(UserSchema)  # the account as GET /users/<id> shows it
     enrollments = fields.List(fields.Nested(ExportEnrollment))
     progress = fields.List(fields.Nested(ExportProgress))
     activity = fields.List(fields.Nested(ExportActivity))
