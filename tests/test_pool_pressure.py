@@ -53,3 +53,20 @@ def test_an_exhausted_pool_answers_503_and_warns(tight_app, app, make_tenant, ca
     text = client.get("/metrics").get_data(as_text=True)
     assert 'lms_db_pool_connections{bind="primary",state="idle"}' in text
     assert 'lms_db_pool_checkout_seconds_count{bind="primary"}' in text
+
+
+def test_idle_connections_show_between_requests(tight_app, app, make_tenant, monkeypatch):
+    """The gauges are sampled at checkin: sampled at checkout, a pool serving one
+    request at a time showed its one connection in use and none idle (bench sample)."""
+    monkeypatch.setattr(pool_watch, "PUBLISH_EVERY_S", 0.0)
+    school = make_school(app, make_tenant())
+    client = tight_app.test_client()
+    r = client.post(f"{API}/courses", json={"title": "T"}, headers=school.headers["admin"])
+    assert r.status_code == 201
+    text = client.get("/metrics").get_data(as_text=True)
+    idle = [
+        line
+        for line in text.splitlines()
+        if line.startswith('lms_db_pool_connections{bind="primary",state="idle"}')
+    ]
+    assert idle and float(idle[0].rsplit(" ", 1)[1]) >= 1, idle

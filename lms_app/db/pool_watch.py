@@ -63,31 +63,46 @@ class WatchedQueuePool(QueuePool):
             metrics.observe(
                 metrics.DB_POOL_CHECKOUT_SECONDS, time.perf_counter() - started, self._lms_bind
             )
+            self._watch_pressure()
+
+    def _do_return_conn(self, record: Any) -> None:
+        super()._do_return_conn(record)
+        if metrics.ENABLED and hasattr(self, "_lms_lock"):
             self._publish()
 
-    def _publish(self) -> None:
-        # Sampled, like the gauges: a pool filling up has requests waiting, and
-        # those are looked at on every checkout.
+    def _watch_pressure(self) -> None:
+        """At every checkout, when the pool is fullest: two comparisons, the numbers
+        worked out only past a threshold."""
+        capacity = self.size() + max(0, self._max_overflow)
+        in_use = self.checkedout()
+        waiting = self._lms_waiting
+        if waiting:
+            self._publish(force=True)
+        utilisation = in_use / capacity if capacity else 1.0
+        if utilisation <= self._lms_warn_utilisation and waiting <= self._lms_warn_waiting:
+            return
         now = time.monotonic()
-        if now - self._lms_published_at < PUBLISH_EVERY_S and not self._lms_waiting:
+        if now - self._lms_warned_at < WARN_EVERY_S:
+            return
+        self._lms_warned_at = now
+        log.warning(
+            "pool_pressure bind=%s in_use=%d capacity=%d utilisation=%.2f waiting=%d",
+            self._lms_bind,
+            in_use,
+            capacity,
+            utilisation,
+            waiting,
+        )
+
+    def _publish(self, force: bool = False) -> None:
+        """The gauges, sampled at checkin (the state between requests: sampled at
+        checkout, a pool serving one request at a time never showed a connection
+        idle) at most every PUBLISH_EVERY_S, and at once while requests wait."""
+        now = time.monotonic()
+        if not force and now - self._lms_published_at < PUBLISH_EVERY_S:
             return
         self._lms_published_at = now
         gauges = self._lms_gauges
         gauges["idle"].set(self.checkedin())
         gauges["overflow"].set(max(0, self.overflow()))
         gauges["waiting"].set(self._lms_waiting)
-        capacity = self.size() + max(0, self._max_overflow)
-        in_use = self.checkedout()
-        utilisation = in_use / capacity if capacity else 1.0
-        if (
-            utilisation > self._lms_warn_utilisation or self._lms_waiting > self._lms_warn_waiting
-        ) and now - self._lms_warned_at >= WARN_EVERY_S:
-            self._lms_warned_at = now
-            log.warning(
-                "pool_pressure bind=%s in_use=%d capacity=%d utilisation=%.2f waiting=%d",
-                self._lms_bind,
-                in_use,
-                capacity,
-                utilisation,
-                self._lms_waiting,
-            )
