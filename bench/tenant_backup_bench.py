@@ -58,19 +58,16 @@ def run(url: str, *args: str) -> tuple[float, str]:
 
 
 def counts(engine: Engine, schema: str) -> dict[str, int]:
+    """Rows per table of `schema`, the tables as the snapshot lists them."""
+    from lms_app.tenancy.schema_catalog import tables
+
     with engine.connect() as conn:
-        names = conn.execute(
-            text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = :s "
-                "AND tablename <> 'alembic_version' ORDER BY 1"
-            ),
-            {"s": schema},
-        ).scalars()
+        names = sorted(entry.name for entry in tables(conn, schema))
         return {
             name: conn.execute(
                 select(func.count()).select_from(table(name, schema=schema))
             ).scalar_one()
-            for name in list(names)
+            for name in names
         }
 
 

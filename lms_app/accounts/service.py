@@ -264,7 +264,7 @@ def change_user(actor: AuthUser, user_id: int, changes: Mapping[str, Any]) -> Us
         and user.is_active
         and (changes.get("role", "admin") != "admin" or changes.get("is_active") is False)
     ):
-        _keep_an_admin(lambda admin: admin.id == user_id)
+        keep_an_admin_besides(user_id)
     revoke = "password" in changes or changes.get("is_active", user.is_active) != user.is_active
     events = _change_events(user, changes)
     for field in ("name", "role", "is_active"):

@@ -42,6 +42,7 @@ class WatchedQueuePool(QueuePool):
         self._lms_warn_utilisation = warn_utilisation
         self._lms_warn_waiting = warn_waiting
         self._lms_waiting = 0
+        self._lms_capacity = self.size() + max(0, self._max_overflow)
         self._lms_lock = threading.Lock()
         self._lms_warned_at = float("-inf")
         self._lms_published_at = float("-inf")
@@ -73,7 +74,7 @@ class WatchedQueuePool(QueuePool):
     def _watch_pressure(self) -> None:
         """At every checkout, when the pool is fullest: two comparisons, the numbers
         worked out only past a threshold."""
-        capacity = self.size() + max(0, self._max_overflow)
+        capacity = self._lms_capacity
         in_use = self.checkedout()
         waiting = self._lms_waiting
         if waiting:
